@@ -1,0 +1,580 @@
+"""The public Python API: build an index, locate photos, evaluate on a benchmark.
+
+The CLI (``vgloc.cli``) is a thin layer over these functions; everything a
+command does can be done from Python with the same names and defaults.
+
+Example:
+    >>> import vgloc
+    >>> index = vgloc.build_index("photos/", "resnet18+gem+fc512", out="city.idx")
+    >>> [pred] = vgloc.locate(["query.jpg"], "city.idx")
+    >>> pred.lat, pred.lon, pred.confidence
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vgloc.data.records import GeoImageSet
+from vgloc.evaluation.recall import (
+    DEFAULT_RECALL_VALUES,
+    DEFAULT_THRESHOLD_M,
+    count_without_positives,
+    recall_at_n,
+)
+from vgloc.geo import positives_within
+from vgloc.io import write_json_atomic
+from vgloc.locate import DEFAULT_KDE, KDEParams, Match, Prediction, predict_positions
+
+if TYPE_CHECKING:
+    from vgloc.index import GeoIndex
+    from vgloc.models import GeoLocalizationModel
+
+log = logging.getLogger(__name__)
+
+# The VG benchmark's test resolution (H, W) (PROTOCOLS.md 1.1: resize [480, 640]).
+DEFAULT_IMAGE_SIZE: tuple[int, int] = (480, 640)
+MODEL_FILE_IN_INDEX = "model.pt"
+
+ImageSize = tuple[int, int] | None
+
+
+@dataclass
+class ExtractionOptions:
+    """How descriptors are computed (shared by index building, locating and evaluation).
+
+    Attributes:
+        image_size: (H, W) every image is resized to; None keeps each image's own size
+            (then batches hold one image unless all images share a size).
+        batch_size: images per forward pass.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        precision: ``"fp32"``, ``"bf16"`` (fast on CPUs with AVX-512 BF16 / AMX),
+            ``"fp16"`` (CUDA), or ``"auto"`` (fp16 autocast on CUDA, fp32 on CPU).
+        channels_last: NHWC memory format (faster convolutions with bf16 on CPU).
+        num_workers: DataLoader worker processes for image decoding.
+        brightness: scale query pixel values by this factor (the night-simulation trick);
+            applied to queries only.
+        progress: show progress bars.
+    """
+
+    image_size: ImageSize = DEFAULT_IMAGE_SIZE
+    batch_size: int = 16
+    device: str = "cpu"
+    precision: str = "auto"
+    channels_last: bool = False
+    num_workers: int = 0
+    brightness: float | None = None
+    progress: bool = True
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def resolve_model(
+    model: str | GeoLocalizationModel,
+    checkpoint: str | Path | None = None,
+    pretrained: bool = False,
+) -> GeoLocalizationModel:
+    """Turn a spec string (plus optional checkpoint) into a model in eval mode.
+
+    Args:
+        model: a spec string such as ``"resnet18+gem+fc512"`` or a model object.
+        checkpoint: a vgloc checkpoint (its stored spec must agree with ``model``) or an
+            authors' state dict (CosPlace, VG benchmark) for the architecture ``model`` names.
+        pretrained: load ImageNet weights for the backbone (needs network or a cached file).
+
+    Returns:
+        The model, in eval mode.
+    """
+    from vgloc.models import ModelSpec, create_model, load_model, load_state_dict_compat
+
+    if not isinstance(model, str):
+        if checkpoint is not None:
+            load_state_dict_compat(model, checkpoint)
+        return model.eval()
+    if checkpoint is not None:
+        ckpt = Path(checkpoint)
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {ckpt}")
+        try:
+            loaded = load_model(ckpt)
+        except ValueError:
+            # Not a vgloc checkpoint: an authors' state dict for the named architecture.
+            net = create_model(model, pretrained=False)
+            load_state_dict_compat(net, ckpt)
+            return net.eval()
+        if model and str(ModelSpec.parse(model)) != loaded.spec:
+            raise ValueError(f"{ckpt} holds a {loaded.spec} model, but --model {model} was asked for")
+        return loaded.eval()
+    return create_model(model, pretrained=pretrained).eval()
+
+
+def _as_image_set(images: str | Path | GeoImageSet, validate: bool) -> GeoImageSet:
+    if isinstance(images, GeoImageSet):
+        return images
+    from vgloc.data import load_image_set
+
+    return load_image_set(images, validate=validate)
+
+
+def _needs_data_init(model: GeoLocalizationModel) -> bool:
+    return bool(getattr(model.aggregator, "requires_data_init", False)) and not bool(
+        getattr(model.aggregator, "initialized", True)
+    )
+
+
+def compute_descriptors(
+    model: GeoLocalizationModel,
+    paths: Sequence[Path],
+    options: ExtractionOptions,
+    *,
+    queries: bool = False,
+    out_dtype: Any = np.float32,
+) -> np.ndarray:
+    """Descriptors of images on disk, in the order of ``paths``.
+
+    Args:
+        model: the descriptor network.
+        paths: N image files.
+        options: extraction options; ``options.brightness`` is applied only when ``queries``.
+        queries: whether these are query images (for query-only transforms).
+        out_dtype: numpy dtype of the result (float32 or float16).
+
+    Returns:
+        (N, D) L2-normalised descriptors.
+    """
+    from vgloc.data import ImageDataset, build_transform
+    from vgloc.models import extract_descriptors
+
+    transform = build_transform(options.image_size, brightness=options.brightness if queries else None)
+    dataset = ImageDataset(list(paths), transform)
+    batch_size = options.batch_size if options.image_size is not None else 1
+    return extract_descriptors(
+        model,
+        dataset,
+        batch_size=batch_size,
+        device=options.device,
+        precision=options.precision,
+        channels_last=options.channels_last,
+        num_workers=options.num_workers,
+        progress=options.progress,
+        out_dtype=out_dtype,
+    )
+
+
+def initialize_aggregator_if_needed(
+    model: GeoLocalizationModel, images: GeoImageSet, options: ExtractionOptions, seed: int = 0
+) -> bool:
+    """Initialise a data-dependent aggregator (NetVLAD clusters) from ``images``.
+
+    An untrained NetVLAD has no meaningful clusters; the VG benchmark initialises
+    them by k-means on local features of training images (PROTOCOLS.md 1.3). When
+    no checkpoint supplied them, the database images serve that purpose.
+
+    Returns:
+        True when an initialisation ran.
+    """
+    if not _needs_data_init(model):
+        return False
+    from vgloc.data import ImageDataset, build_transform
+    from vgloc.models import initialize_netvlad
+
+    log.info("initialising %s clusters from %d images", model.spec, len(images))
+    dataset = ImageDataset(list(images.paths), build_transform(options.image_size))
+    initialize_netvlad(
+        model,
+        dataset,
+        batch_size=options.batch_size if options.image_size is not None else 1,
+        device=options.device,
+        seed=seed,
+        progress=options.progress,
+    )
+    return True
+
+
+def build_index(
+    images: str | Path | GeoImageSet,
+    model: str | GeoLocalizationModel,
+    out: str | Path | None = None,
+    *,
+    checkpoint: str | Path | None = None,
+    pretrained: bool = False,
+    factory: str = "Flat",
+    search_params: str | None = None,
+    options: ExtractionOptions | None = None,
+    descriptor_dtype: str = "float32",
+    validate: bool = True,
+    seed: int = 0,
+) -> GeoIndex:
+    """Describe every image of a geotagged collection and index the descriptors.
+
+    Args:
+        images: a folder (``@UTM@`` file names or EXIF GPS photos), a CSV/Parquet
+            manifest, or a :class:`GeoImageSet`.
+        model: a model spec string or model.
+        out: the index directory to write (atomically); None keeps it in memory only.
+        checkpoint: weights for the model (vgloc or authors' format).
+        pretrained: ImageNet backbone weights (network or cache).
+        factory: FAISS factory string (``"Flat"``, ``"IVF4096,PQ32"``, ``"HNSW32"``).
+        search_params: default FAISS search parameters stored with the index (``"nprobe=16"``).
+        options: extraction options.
+        descriptor_dtype: ``"float32"`` or ``"float16"`` for the stored descriptors.
+        validate: open every image up front and report all unreadable ones at once.
+        seed: seeds random initialisation (weights, k-means), so a run can be repeated.
+
+    Returns:
+        The :class:`vgloc.index.GeoIndex`.
+    """
+    import torch
+
+    from vgloc.index import GeoIndex
+    from vgloc.models import save_model
+
+    options = options or ExtractionOptions()
+    if descriptor_dtype not in ("float32", "float16"):
+        raise ValueError(f"descriptor dtype must be float32 or float16, got {descriptor_dtype!r}")
+    image_set = _as_image_set(images, validate)
+    if len(image_set) == 0:
+        raise ValueError("no database images to index")
+    torch.manual_seed(seed)
+    net = resolve_model(model, checkpoint, pretrained)
+    initialized = initialize_aggregator_if_needed(net, image_set, options, seed)
+    t0 = time.perf_counter()
+    descriptors = compute_descriptors(net, image_set.paths, options)
+    elapsed = time.perf_counter() - t0
+    log.info("described %d images in %.1f s (%.1f img/s)", len(image_set), elapsed, len(image_set) / elapsed)
+    extra: dict[str, Any] = {
+        "precision": options.precision,
+        "pretrained": pretrained,
+        "seed": seed,
+        "aggregator_initialized_from_database": initialized,
+    }
+    model_files: dict[str, Any] = {}
+    if checkpoint is not None:
+        extra["checkpoint"] = str(Path(checkpoint).resolve())
+        extra["checkpoint_sha256"] = _sha256(Path(checkpoint))
+    else:
+        # Random or data-initialised weights cannot be rebuilt from the spec alone:
+        # keep them with the index so that `locate` describes queries with the same network.
+        extra["model_file"] = MODEL_FILE_IN_INDEX
+        model_files[MODEL_FILE_IN_INDEX] = lambda path: save_model(net, path)
+    index = GeoIndex.build(
+        descriptors.astype(np.float32),
+        image_set,
+        model_spec=net.spec,
+        image_size=options.image_size,
+        factory=factory,
+        search_params=search_params,
+        descriptor_dtype=descriptor_dtype,
+        extra=extra,
+    )
+    if out is not None:
+        index.save(out, extra_files=model_files)
+        log.info("wrote index of %d images to %s", len(image_set), out)
+    return index
+
+
+def load_index_and_model(
+    index: str | Path | GeoIndex,
+    model: str | GeoLocalizationModel | None = None,
+    checkpoint: str | Path | None = None,
+) -> tuple[GeoIndex, GeoLocalizationModel]:
+    """Open an index and the model that describes queries for it, refusing mismatches.
+
+    Without ``model``/``checkpoint`` the network recorded by the index is used: the
+    model file stored inside the index, or the checkpoint it names (checked by hash).
+    """
+    from vgloc.index import GeoIndex
+    from vgloc.models import load_model
+
+    idx = index if isinstance(index, GeoIndex) else GeoIndex.load(index)
+    extra = idx.metadata.get("extra", {})
+    if model is None and checkpoint is None:
+        if extra.get("model_file") and idx.path is not None:
+            net = load_model(Path(idx.path) / extra["model_file"]).eval()
+        elif extra.get("checkpoint"):
+            ckpt = Path(extra["checkpoint"])
+            if not ckpt.is_file():
+                raise FileNotFoundError(
+                    f"the index was built with checkpoint {ckpt}, which no longer exists; pass --checkpoint"
+                )
+            if _sha256(ckpt) != extra.get("checkpoint_sha256"):
+                raise ValueError(f"checkpoint {ckpt} changed since the index was built (sha256 differs)")
+            net = resolve_model(idx.metadata["model_spec"], ckpt)
+        else:
+            net = resolve_model(idx.metadata["model_spec"], pretrained=bool(extra.get("pretrained")))
+    else:
+        net = resolve_model(model if model is not None else idx.metadata["model_spec"], checkpoint)
+    idx.check_model(net.spec, net.descriptor_dim)
+    return idx, net
+
+
+def locate(
+    photos: Sequence[str | Path],
+    index: str | Path | GeoIndex,
+    *,
+    model: str | GeoLocalizationModel | None = None,
+    checkpoint: str | Path | None = None,
+    top_k: int = 5,
+    method: str = "kde",
+    kde: KDEParams = DEFAULT_KDE,
+    search_params: str | None = None,
+    options: ExtractionOptions | None = None,
+) -> list[Prediction]:
+    """Predict the GPS position of each photo by retrieval against an index.
+
+    Args:
+        photos: query image files.
+        index: an index directory (from :func:`build_index`) or a loaded index.
+        model, checkpoint: override the network recorded in the index (must match its spec).
+        top_k: matches to report per photo.
+        method: ``"kde"`` (kNN kernel density, default) or ``"nearest"``.
+        kde: kernel parameters (k neighbours, exponent m, sigma in metres).
+        search_params: FAISS search parameters, e.g. ``"nprobe=32"``.
+        options: extraction options; by default the index's image size is used.
+
+    Returns:
+        One :class:`Prediction` per photo, in order.
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    paths = [Path(p) for p in photos]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"photo(s) not found: {', '.join(missing)}")
+    from vgloc.data.validation import validate_images
+
+    validate_images(paths, progress=False)
+    idx, net = load_index_and_model(index, model, checkpoint)
+    options = options or ExtractionOptions(image_size=idx.image_size, progress=False)
+    query_desc = compute_descriptors(net, paths, options, queries=True)
+    k = max(top_k, kde.k)
+    sims, ids = idx.search(query_desc, k, search_params)
+    db = idx.images
+    xy, confidence = predict_positions(sims, ids, db.utm, method, kde)
+    lat, lon = (
+        db.frame.to_latlon(np.nan_to_num(xy)) if db.frame is not None else (np.full(len(xy), np.nan),) * 2
+    )
+    predictions = []
+    for q, path in enumerate(paths):
+        matches = [
+            Match(
+                rank=r + 1,
+                index=int(i),
+                path=str(db.paths[i]),
+                lat=float(db.latlon[i, 0]),
+                lon=float(db.latlon[i, 1]),
+                utm_east=float(db.utm[i, 0]),
+                utm_north=float(db.utm[i, 1]),
+                similarity=float(sims[q, r]),
+            )
+            for r, i in enumerate(ids[q][:top_k])
+            if i >= 0
+        ]
+        ok = bool(np.all(np.isfinite(xy[q])))
+        predictions.append(
+            Prediction(
+                query=str(path),
+                lat=float(lat[q]) if ok else float("nan"),
+                lon=float(lon[q]) if ok else float("nan"),
+                utm_east=float(xy[q, 0]),
+                utm_north=float(xy[q, 1]),
+                confidence=float(confidence[q]),
+                method=method,
+                matches=matches,
+            )
+        )
+    return predictions
+
+
+@dataclass
+class DomainResult:
+    """Recall of one query folder (domain) against the split's database."""
+
+    domain: str
+    num_queries: int
+    recalls: dict[int, float]
+    queries_without_positives: int
+    predictions: np.ndarray  # (Q, K) database indices
+    similarities: np.ndarray  # (Q, K)
+    positives: list[np.ndarray] = field(repr=False, default_factory=list)
+
+
+@dataclass
+class EvalResult:
+    """Recall@N of every evaluated query domain, with the settings that produced it."""
+
+    split: str
+    model_spec: str
+    threshold_m: float
+    recall_values: tuple[int, ...]
+    num_database: int
+    domains: dict[str, DomainResult]
+    settings: dict[str, Any]
+    seconds: float
+
+    def table(self) -> str:
+        """A Markdown table: one row per query domain, one column per R@N."""
+        head = "| domain | queries | " + " | ".join(f"R@{n}" for n in self.recall_values) + " | no positive |"
+        rule = "|---|---:|" + "---:|" * len(self.recall_values) + "---:|"
+        rows = [
+            f"| {d.domain} | {d.num_queries} | "
+            + " | ".join(f"{d.recalls[n]:.1f}" for n in self.recall_values)
+            + f" | {d.queries_without_positives} |"
+            for d in self.domains.values()
+        ]
+        return "\n".join([head, rule, *rows])
+
+    def to_dict(self, database: GeoImageSet | None = None, queries: dict[str, GeoImageSet] | None = None) -> dict:
+        """JSON-ready results, including each query's top-K predictions."""
+        out: dict[str, Any] = {
+            "split": self.split,
+            "model_spec": self.model_spec,
+            "threshold_m": self.threshold_m,
+            "recall_values": list(self.recall_values),
+            "num_database": self.num_database,
+            "seconds": round(self.seconds, 2),
+            "settings": self.settings,
+            "domains": {},
+        }
+        for name, d in self.domains.items():
+            per_query = []
+            for q in range(d.num_queries):
+                row: dict[str, Any] = {
+                    "predictions": d.predictions[q].tolist(),
+                    "similarities": [round(float(s), 5) for s in d.similarities[q]],
+                    "positives": d.positives[q].tolist() if d.positives else None,
+                }
+                if queries is not None:
+                    row["query"] = str(queries[name].paths[q])
+                if database is not None:
+                    row["prediction_paths"] = [str(database.paths[i]) for i in d.predictions[q] if i >= 0]
+                per_query.append(row)
+            out["domains"][name] = {
+                "num_queries": d.num_queries,
+                "recalls": {str(n): v for n, v in d.recalls.items()},
+                "queries_without_positives": d.queries_without_positives,
+                "queries": per_query,
+            }
+        return out
+
+
+def evaluate(
+    dataset: str | Path,
+    split: str = "test",
+    model: str | GeoLocalizationModel = "resnet18+gem+fc512",
+    *,
+    checkpoint: str | Path | None = None,
+    pretrained: bool = False,
+    recall_values: Sequence[int] = DEFAULT_RECALL_VALUES,
+    threshold_m: float = DEFAULT_THRESHOLD_M,
+    domains: Sequence[str] | None = None,
+    factory: str = "Flat",
+    search_params: str | None = None,
+    options: ExtractionOptions | None = None,
+    out_dir: str | Path | None = None,
+    seed: int = 0,
+) -> EvalResult:
+    """Recall@N on a dataset in the field's layout, with the field's protocol.
+
+    Positives are database images within ``threshold_m`` UTM metres of the query;
+    a query is correct at N when any of its top N is a positive; the denominator
+    is all queries (see :mod:`vgloc.evaluation.recall`).
+
+    Args:
+        dataset: the root holding ``images/<split>/database`` and ``queries*`` folders.
+        split: ``train``, ``val`` or ``test``.
+        model, checkpoint, pretrained: the network (see :func:`resolve_model`).
+        recall_values: the N of R@N.
+        threshold_m: the positive radius in metres.
+        domains: query folders to evaluate (default: every ``queries*`` folder).
+        factory, search_params: FAISS index to search with (``Flat`` = exact).
+        options: extraction options (image size, batch size, device, precision...).
+        out_dir: when given, ``results.json`` (recalls and each query's top-K) is written there.
+        seed: seeds random initialisation.
+
+    Returns:
+        An :class:`EvalResult`.
+    """
+    import torch
+
+    from vgloc.data import load_split
+    from vgloc.index import GeoIndex
+
+    options = options or ExtractionOptions()
+    recall_values = tuple(sorted({int(n) for n in recall_values}))
+    t_start = time.perf_counter()
+    bench = load_split(dataset, split)
+    wanted = list(bench.queries) if domains is None else list(domains)
+    unknown = [d for d in wanted if d not in bench.queries]
+    if unknown:
+        raise ValueError(
+            f"query folder(s) {unknown} not in {dataset}/images/{split}; found: {sorted(bench.queries)}"
+        )
+    torch.manual_seed(seed)
+    net = resolve_model(model, checkpoint, pretrained)
+    initialize_aggregator_if_needed(net, bench.database, options, seed)
+    db_desc = compute_descriptors(net, bench.database.paths, options)
+    index = GeoIndex.build(
+        db_desc,
+        bench.database,
+        model_spec=net.spec,
+        image_size=options.image_size,
+        factory=factory,
+        search_params=search_params,
+    )
+    k = max(recall_values)
+    results: dict[str, DomainResult] = {}
+    for name in wanted:
+        queries = bench.queries[name]
+        q_desc = compute_descriptors(net, queries.paths, options, queries=True)
+        sims, ids = index.search(q_desc, k, search_params)
+        positives = positives_within(bench.database.utm, queries.utm, threshold_m)
+        results[name] = DomainResult(
+            domain=name,
+            num_queries=len(queries),
+            recalls=recall_at_n(ids, positives, recall_values),
+            queries_without_positives=count_without_positives(positives),
+            predictions=ids,
+            similarities=sims,
+            positives=positives,
+        )
+        log.info("%s/%s: %s", split, name, results[name].recalls)
+    result = EvalResult(
+        split=split,
+        model_spec=net.spec,
+        threshold_m=threshold_m,
+        recall_values=recall_values,
+        num_database=len(bench.database),
+        domains=results,
+        settings={
+            "dataset": str(dataset),
+            "checkpoint": None if checkpoint is None else str(checkpoint),
+            "pretrained": pretrained,
+            "image_size": options.image_size,
+            "precision": options.precision,
+            "factory": factory,
+            "search_params": search_params,
+            "test_brightness": options.brightness,
+            "seed": seed,
+        },
+        seconds=time.perf_counter() - t_start,
+    )
+    if out_dir is not None:
+        write_json_atomic(
+            Path(out_dir) / "results.json",
+            result.to_dict(bench.database, {n: bench.queries[n] for n in wanted}),
+        )
+    return result
