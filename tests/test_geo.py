@@ -53,7 +53,9 @@ def test_one_frame_across_a_zone_boundary() -> None:
     frame = MetricFrame.for_points(lat, lon)
     xy = frame.to_utm(lat, lon)
     # in one frame the two points are ~128 m apart, as on the sphere
-    assert np.linalg.norm(xy[0] - xy[1]) == pytest.approx(float(haversine_m(55, 11.999, 55, 12.001)), rel=5e-3)
+    assert np.linalg.norm(xy[0] - xy[1]) == pytest.approx(
+        float(haversine_m(55, 11.999, 55, 12.001)), rel=5e-3
+    )
 
 
 def test_southern_hemisphere_and_too_wide_sets() -> None:

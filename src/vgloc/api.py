@@ -254,7 +254,12 @@ def build_index(
     t0 = time.perf_counter()
     descriptors = compute_descriptors(net, image_set.paths, options)
     elapsed = time.perf_counter() - t0
-    log.info("described %d images in %.1f s (%.1f img/s)", len(image_set), elapsed, len(image_set) / elapsed)
+    log.info(
+        "described %d images in %.1f s (%.1f img/s)",
+        len(image_set),
+        elapsed,
+        len(image_set) / elapsed,
+    )
     extra: dict[str, Any] = {
         "precision": options.precision,
         "pretrained": pretrained,
@@ -437,7 +442,9 @@ class EvalResult:
         ]
         return "\n".join([head, rule, *rows])
 
-    def to_dict(self, database: GeoImageSet | None = None, queries: dict[str, GeoImageSet] | None = None) -> dict:
+    def to_dict(
+        self, database: GeoImageSet | None = None, queries: dict[str, GeoImageSet] | None = None
+    ) -> dict:
         """JSON-ready results, including each query's top-K predictions."""
         out: dict[str, Any] = {
             "split": self.split,
@@ -474,7 +481,7 @@ class EvalResult:
 def evaluate(
     dataset: str | Path,
     split: str = "test",
-    model: str | GeoLocalizationModel = "resnet18+gem+fc512",
+    model: str | GeoLocalizationModel | None = "resnet18+gem+fc512",
     *,
     checkpoint: str | Path | None = None,
     pretrained: bool = False,
@@ -486,6 +493,7 @@ def evaluate(
     options: ExtractionOptions | None = None,
     out_dir: str | Path | None = None,
     seed: int = 0,
+    index: str | Path | GeoIndex | None = None,
 ) -> EvalResult:
     """Recall@N on a dataset in the field's layout, with the field's protocol.
 
@@ -504,6 +512,9 @@ def evaluate(
         options: extraction options (image size, batch size, device, precision...).
         out_dir: when given, ``results.json`` (recalls and each query's top-K) is written there.
         seed: seeds random initialisation.
+        index: a prebuilt index of this split's database (path or object); its model is
+            used unless ``model``/``checkpoint`` are passed explicitly, and it must hold
+            exactly the split's database images.
 
     Returns:
         An :class:`EvalResult`.
@@ -524,17 +535,27 @@ def evaluate(
             f"query folder(s) {unknown} not in {dataset}/images/{split}; found: {sorted(bench.queries)}"
         )
     torch.manual_seed(seed)
-    net = resolve_model(model, checkpoint, pretrained)
-    initialize_aggregator_if_needed(net, bench.database, options, seed)
-    db_desc = compute_descriptors(net, bench.database.paths, options)
-    index = GeoIndex.build(
-        db_desc,
-        bench.database,
-        model_spec=net.spec,
-        image_size=options.image_size,
-        factory=factory,
-        search_params=search_params,
-    )
+    if index is not None:
+        index, net = load_index_and_model(index, None if model is None else model, checkpoint)
+        if [str(p) for p in index.images.paths] != [str(p) for p in bench.database.paths]:
+            raise ValueError(
+                f"the index holds {len(index.images)} images that are not this split's "
+                f"{len(bench.database)} database images ({dataset}, {split})"
+            )
+    else:
+        if model is None:
+            raise ValueError("evaluate needs a model spec, a model, or a prebuilt index")
+        net = resolve_model(model, checkpoint, pretrained)
+        initialize_aggregator_if_needed(net, bench.database, options, seed)
+        db_desc = compute_descriptors(net, bench.database.paths, options)
+        index = GeoIndex.build(
+            db_desc,
+            bench.database,
+            model_spec=net.spec,
+            image_size=options.image_size,
+            factory=factory,
+            search_params=search_params,
+        )
     k = max(recall_values)
     results: dict[str, DomainResult] = {}
     for name in wanted:

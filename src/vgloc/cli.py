@@ -80,7 +80,12 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
     """Options every command shares: device, seed, logging, run folder."""
     g = p.add_argument_group("runtime")
     g.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ... (default: cpu)")
-    g.add_argument("--seed", type=int, default=0, help="seed for random initialisation and sampling (default: 0)")
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed for random initialisation and sampling (default: 0)",
+    )
     g.add_argument(
         "--log-level",
         default="info",
@@ -129,7 +134,9 @@ def add_extraction_options(p: argparse.ArgumentParser, default_size: str = "480,
         help=f"resize every image to H,W before description, or 'native' to keep full "
         f"resolution (default: {default_size}, the VG benchmark's)",
     )
-    g.add_argument("--batch-size", type=positive_int, default=16, help="images per forward pass (default: 16)")
+    g.add_argument(
+        "--batch-size", type=positive_int, default=16, help="images per forward pass (default: 16)"
+    )
     g.add_argument(
         "--precision",
         default="auto",
@@ -137,7 +144,9 @@ def add_extraction_options(p: argparse.ArgumentParser, default_size: str = "480,
         help="autocast precision: bf16 is ~2.5x faster on CPUs with AVX-512 BF16; fp16 on CUDA; "
         "auto = fp16 on CUDA, fp32 on CPU (default: auto)",
     )
-    g.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster with bf16 on CPU)")
+    g.add_argument(
+        "--channels-last", action="store_true", help="NHWC memory format (faster with bf16 on CPU)"
+    )
     g.add_argument("--workers", type=int, default=0, help="image-decoding worker processes (default: 0)")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -225,7 +234,9 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         validate=not args.no_validate,
         seed=args.seed,
     )
-    print(f"indexed {len(index.images)} images -> {args.out} ({index.metadata['model_spec']}, {args.factory})")
+    print(
+        f"indexed {len(index.images)} images -> {args.out} ({index.metadata['model_spec']}, {args.factory})"
+    )
     return 0
 
 
@@ -238,7 +249,9 @@ def cmd_locate(args: argparse.Namespace) -> int:
     if args.resize_override is not None or args.device != "cpu" or args.precision != "auto":
         from vgloc.index import GeoIndex
 
-        size = args.resize_override if args.resize_override is not None else GeoIndex.peek_image_size(args.index)
+        size = (
+            args.resize_override if args.resize_override is not None else GeoIndex.peek_image_size(args.index)
+        )
         options = ExtractionOptions(
             image_size=size, device=args.device, precision=args.precision, progress=False
         )
@@ -287,8 +300,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         out_dir=out_dir,
         seed=args.seed,
     )
-    print(f"{result.model_spec} on {args.dataset} [{args.split}], {result.num_database} database images, "
-          f"positives within {result.threshold_m:g} m")
+    print(
+        f"{result.model_spec} on {args.dataset} [{args.split}], {result.num_database} database images, "
+        f"positives within {result.threshold_m:g} m"
+    )
     print(result.table())
     if out_dir:
         print(f"results: {Path(out_dir) / 'results.json'}")
@@ -300,6 +315,39 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     root = generate_city(args.out, size=args.size, seed=args.seed, progress=not args.no_progress)
     print(f"synthetic city ({args.size}, seed {args.seed}) at {root}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from vgloc.api import ExtractionOptions
+    from vgloc.demo import run_demo
+
+    t0 = time.perf_counter()
+    options = ExtractionOptions(
+        image_size=args.resize,
+        batch_size=args.batch_size,
+        device=args.device,
+        precision=args.precision,
+        channels_last=args.channels_last,
+        progress=not args.no_progress,
+    )
+    demo = run_demo(
+        args.run_dir,
+        size=args.size,
+        seed=args.seed,
+        model=args.model,
+        dataset_dir=args.dataset_dir,
+        options=options,
+        progress=not args.no_progress,
+    )
+    r = demo.result
+    print(
+        f"\nvgloc demo: {r.model_spec} (random initialisation) on the synthetic city "
+        f"[{args.size}, test split], {r.num_database} database images, positives within {r.threshold_m:g} m"
+    )
+    print(r.table())
+    print(f"\ndataset: {demo.dataset}\nindex:   {demo.index}\nreport:  {demo.report}")
+    print(f"done in {time.perf_counter() - t0:.0f} s")
     return 0
 
 
@@ -336,7 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="FAISS factory string: Flat (exact), IVF4096,PQ32, HNSW32, ... (default: Flat)",
     )
     p.add_argument("--search-params", default=None, help="default FAISS search parameters, e.g. nprobe=16")
-    p.add_argument("--fp16-descriptors", action="store_true", help="store descriptors as float16 (half the disk)")
+    p.add_argument(
+        "--fp16-descriptors",
+        action="store_true",
+        help="store descriptors as float16 (half the disk)",
+    )
     p.add_argument("--no-validate", action="store_true", help="skip opening every image up front")
     add_model_options(p)
     add_extraction_options(p)
@@ -361,7 +413,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--kde-k", type=positive_int, default=10, help="neighbours in the density (default: 10)")
     p.add_argument("--kde-m", type=float, default=4.0, help="weight = similarity^m (default: 4)")
-    p.add_argument("--kde-sigma", type=positive_float, default=25.0, help="kernel sigma in metres (default: 25)")
+    p.add_argument(
+        "--kde-sigma",
+        type=positive_float,
+        default=25.0,
+        help="kernel sigma in metres (default: 25)",
+    )
     p.add_argument("--search-params", default=None, help="FAISS search parameters, e.g. nprobe=32")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--model", default=None, help="override the model recorded in the index (same spec)")
@@ -373,7 +430,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="query resize H,W or 'native' (default: the index's image size)",
     )
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="autocast precision")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="autocast precision",
+    )
     add_runtime_options(p)
     p.set_defaults(func=cmd_locate, writes_results=False)
 
@@ -386,9 +448,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dataset", type=Path, required=True, help="root with images/<split>/{database,queries*}")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split (default: test)")
-    p.add_argument("--recall", type=parse_int_list, default=[1, 5, 10, 20], help="N values (default: 1,5,10,20)")
-    p.add_argument("--threshold-m", type=positive_float, default=25.0, help="positive radius in metres (default: 25)")
-    p.add_argument("--domains", default=None, help="query folders to evaluate, comma-separated (default: all queries*)")
+    p.add_argument(
+        "--recall",
+        type=parse_int_list,
+        default=[1, 5, 10, 20],
+        help="N values (default: 1,5,10,20)",
+    )
+    p.add_argument(
+        "--threshold-m",
+        type=positive_float,
+        default=25.0,
+        help="positive radius in metres (default: 25)",
+    )
+    p.add_argument(
+        "--domains",
+        default=None,
+        help="query folders to evaluate, comma-separated (default: all queries*)",
+    )
     p.add_argument("--factory", default="Flat", help="FAISS factory for the search (default: Flat, exact)")
     p.add_argument("--search-params", default=None, help="FAISS search parameters, e.g. nprobe=16")
     p.add_argument(
@@ -409,6 +485,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     add_runtime_options(p)
     p.set_defaults(func=cmd_synth, writes_results=False)
+
+    p = sub.add_parser(
+        "demo",
+        help="run the whole pipeline on the built-in synthetic city (the quickest real run)",
+        description="Generate (or reuse, from the cache folder) a small synthetic city, index its test "
+        "database, geolocate every query domain, print Recall@N per domain and write an HTML report.",
+    )
+    p.add_argument(
+        "--size",
+        default="small",
+        choices=["tiny", "small", "medium", "large"],
+        help="city size (default: small)",
+    )
+    p.add_argument("--model", default="resnet18+gem", help="model spec (default: resnet18+gem, random init)")
+    p.add_argument(
+        "--dataset-dir",
+        type=Path,
+        default=None,
+        help="where the city is generated (default: cache)",
+    )
+    p.add_argument("--resize", type=parse_image_size, default=None, help="H,W (default: native resolution)")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=32, help="images per forward pass (default: 32)"
+    )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="autocast precision",
+    )
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_runtime_options(p)
+    p.set_defaults(func=cmd_demo, writes_results=True)
     return parser
 
 

@@ -158,9 +158,7 @@ class MetricFrame:
         xy = np.atleast_2d(np.asarray(utm_xy, dtype=np.float64))
         if xy.shape[0] == 0:
             return np.zeros(0), np.zeros(0)
-        lat, lon = utm.to_latlon(
-            xy[:, 0], xy[:, 1], self.zone_number, northern=self.northern, strict=False
-        )
+        lat, lon = utm.to_latlon(xy[:, 0], xy[:, 1], self.zone_number, northern=self.northern, strict=False)
         return np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
 
     def to_dict(self) -> dict[str, object]:
@@ -176,9 +174,7 @@ def _unwrap_lon(lon: np.ndarray, ref: float) -> np.ndarray:
     return ref + ((np.asarray(lon, dtype=np.float64) - ref + 180.0) % 360.0) - 180.0
 
 
-def positives_within(
-    database_xy: np.ndarray, query_xy: np.ndarray, radius_m: float
-) -> list[np.ndarray]:
+def positives_within(database_xy: np.ndarray, query_xy: np.ndarray, radius_m: float) -> list[np.ndarray]:
     """Database indices within ``radius_m`` of each query (boundary included), nearest first.
 
     This is the ground truth of the field's Recall@N protocol (a KD-tree radius

@@ -126,7 +126,9 @@ def neighbour_weights(similarities: np.ndarray, m: float) -> np.ndarray:
     return w
 
 
-def kernel_density(points: np.ndarray, centres: np.ndarray, weights: np.ndarray, sigma_m: float) -> np.ndarray:
+def kernel_density(
+    points: np.ndarray, centres: np.ndarray, weights: np.ndarray, sigma_m: float
+) -> np.ndarray:
     """Weighted Gaussian kernel density (unnormalised) at ``points``.
 
     Args:

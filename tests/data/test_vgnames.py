@@ -11,7 +11,12 @@ PITTS = "@0584251.06@4477177.81@17@T@040.4420633@-080.0023244@001234@@@@@@pitts@
 
 def test_parse_full_name() -> None:
     v = parse_vg_name("/data/pitts30k/images/test/queries/" + PITTS)
-    assert (v.utm_east, v.utm_north, v.zone_number, v.zone_letter) == (584251.06, 4477177.81, 17, "T")
+    assert (v.utm_east, v.utm_north, v.zone_number, v.zone_letter) == (
+        584251.06,
+        4477177.81,
+        17,
+        "T",
+    )
     assert (v.lat, v.lon) == (40.4420633, -80.0023244)
     assert v.pano_id == "001234" and v.timestamp == "pitts"
     assert math.isnan(v.heading)

@@ -17,7 +17,13 @@ def _five_query_case() -> tuple[np.ndarray, list[np.ndarray]]:
             [1, 2, 3, 4, 5],  # q4: no positive at all -> failure, still in denominator
         ]
     )
-    positives = [np.array([4]), np.array([2]), np.array([7]), np.array([3, 6]), np.array([], dtype=int)]
+    positives = [
+        np.array([4]),
+        np.array([2]),
+        np.array([7]),
+        np.array([3, 6]),
+        np.array([], dtype=int),
+    ]
     return predictions, positives
 
 

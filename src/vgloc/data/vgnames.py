@@ -138,7 +138,9 @@ def format_vg_name(fields: VGName, extension: str = ".jpg", precision: int = 2) 
 
     for text_field in ("zone_letter", "pano_id", "tile_num", "timestamp", "note"):
         if "@" in getattr(fields, text_field) or "/" in getattr(fields, text_field):
-            raise VGNameError(f"field {text_field}={getattr(fields, text_field)!r} may not contain '@' or '/'")
+            raise VGNameError(
+                f"field {text_field}={getattr(fields, text_field)!r} may not contain '@' or '/'"
+            )
     parts = [
         num(fields.utm_east, precision),
         num(fields.utm_north, precision),

@@ -79,8 +79,15 @@ def map_figure(
         segs = np.stack([q[sel], pred[sel]], 1)
         for s in segs:
             ax.plot(s[:, 0], s[:, 1], c=colour, lw=0.6, alpha=0.6, zorder=2)
-        ax.scatter(pred[sel, 0], pred[sel, 1], s=14, marker="x", c=colour, zorder=3,
-                   label=f"predicted ({'correct' if ok else 'wrong'})")
+        ax.scatter(
+            pred[sel, 0],
+            pred[sel, 1],
+            s=14,
+            marker="x",
+            c=colour,
+            zorder=3,
+            label=f"predicted ({'correct' if ok else 'wrong'})",
+        )
     ax.scatter(q[:, 0], q[:, 1], s=10, c="#2c7bb6", label="true query position", zorder=4)
     ax.set_aspect("equal")
     ax.set_xlabel("east (m)")
@@ -143,7 +150,9 @@ def write_eval_report(
         top1 = d.predictions[:, 0]
         valid = top1 >= 0
         pred_xy = np.where(valid[:, None], database.utm[np.clip(top1, 0, None)], np.nan)
-        correct = np.array([bool(t >= 0 and t in set(p.tolist())) for t, p in zip(top1, d.positives, strict=True)])
+        correct = np.array(
+            [bool(t >= 0 and t in set(p.tolist())) for t, p in zip(top1, d.positives, strict=True)]
+        )
         parts.append(f"<h2>{html.escape(name)}</h2>")
         parts.append(
             f"<img alt='map of {html.escape(name)}' src='{map_figure(database, qset, pred_xy, correct, name + ': top-1 predictions')}'>"

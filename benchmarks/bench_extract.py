@@ -1,0 +1,130 @@
+"""Descriptor extraction throughput (images/s) through vgloc's own extraction path.
+
+Measures ``vgloc.models.extract_descriptors`` on in-memory random images (so JPEG
+decoding is excluded and the number is the network's), for each image size and
+precision asked for, and the cosine between the fast-path and fp32 descriptors.
+
+    python benchmarks/bench_extract.py --model resnet18+gem --sizes 224x224,480x640 \
+        --precisions fp32,bf16 --images 64 --out benchmarks/results/extract.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vgloc.models import create_model, extract_descriptors
+
+
+class RandomImages(torch.utils.data.Dataset):
+    """N fixed random images of one size, yielding (tensor, index) like ImageDataset."""
+
+    def __init__(self, n: int, height: int, width: int, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.images = torch.randn(n, 3, height, width, generator=g)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.images[i], i
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="resnet18+gem")
+    ap.add_argument("--sizes", default="224x224,480x640", help="HxW list")
+    ap.add_argument("--precisions", default="fp32,bf16", help="fp32, bf16 (CPU) / fp16 (CUDA)")
+    ap.add_argument("--images", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+
+    torch.manual_seed(0)
+    model = create_model(args.model, pretrained=False).eval()
+    machine = {
+        "cpu": cpu_name(),
+        "threads": torch.get_num_threads(),
+        "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(args.device),
+        "torch": torch.__version__,
+    }
+    rows = []
+    for size in args.sizes.split(","):
+        h, w = (int(v) for v in size.lower().split("x"))
+        data = RandomImages(args.images, h, w)
+        reference = None
+        for precision in args.precisions.split(","):
+            channels_last = precision != "fp32"
+            # one warm-up batch, then the timed pass
+            extract_descriptors(
+                model,
+                torch.utils.data.Subset(data, range(args.batch_size)),
+                batch_size=args.batch_size,
+                device=args.device,
+                precision=precision,
+                channels_last=channels_last,
+                progress=False,
+            )
+            t0 = time.perf_counter()
+            desc = extract_descriptors(
+                model,
+                data,
+                batch_size=args.batch_size,
+                device=args.device,
+                precision=precision,
+                channels_last=channels_last,
+                progress=False,
+            )
+            seconds = time.perf_counter() - t0
+            if reference is None:
+                reference = desc
+            cosine = float(np.mean(np.sum(desc * reference, axis=1)))
+            rows.append(
+                {
+                    "model": args.model,
+                    "size": f"{h}x{w}",
+                    "precision": precision,
+                    "channels_last": channels_last,
+                    "batch_size": args.batch_size,
+                    "images_per_s": round(args.images / seconds, 2),
+                    "mean_cosine_to_first_precision": round(cosine, 6),
+                }
+            )
+            print(
+                f"{args.model} {h}x{w} {precision:5s} channels_last={channels_last}: "
+                f"{args.images / seconds:7.2f} img/s  cos={cosine:.6f}",
+                flush=True,
+            )
+    print(
+        "\n| model | size | precision | channels_last | img/s | cosine vs fp32 |\n|---|---|---|---|---:|---:|"
+    )
+    for r in rows:
+        print(
+            f"| {r['model']} | {r['size']} | {r['precision']} | {r['channels_last']} | "
+            f"{r['images_per_s']} | {r['mean_cosine_to_first_precision']} |"
+        )
+    print(f"\nmachine: {machine}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
