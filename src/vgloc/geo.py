@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import utm
-from sklearn.neighbors import NearestNeighbors
 
 EARTH_RADIUS_M = 6_371_008.8  # IUGG mean Earth radius, as used by haversine references
 
@@ -43,8 +42,8 @@ def validate_latlon(lat: np.ndarray | float, lon: np.ndarray | float, what: str 
         raise GeoError(f"{what}: latitude {lat_a[np.abs(lat_a) > 90].ravel()[0]} outside [-90, 90]")
     if np.any(np.abs(lon_a) > 180):
         raise GeoError(f"{what}: longitude {lon_a[np.abs(lon_a) > 180].ravel()[0]} outside [-180, 180]")
-    if np.any(np.abs(lat_a) > 84):
-        raise GeoError(f"{what}: latitude beyond +-84 degrees is outside the UTM system (polar regions)")
+    if np.any(lat_a > 84) or np.any(lat_a < -80):
+        raise GeoError(f"{what}: latitude outside [-80, 84] degrees is outside the UTM system (polar regions)")
 
 
 def haversine_m(
@@ -194,6 +193,8 @@ def positives_within(database_xy: np.ndarray, query_xy: np.ndarray, radius_m: fl
     query_xy = np.asarray(query_xy, dtype=np.float64).reshape(-1, 2)
     if len(database_xy) == 0:
         return [np.zeros(0, dtype=np.int64) for _ in range(len(query_xy))]
+    from sklearn.neighbors import NearestNeighbors  # imported here: sklearn costs ~2 s at import
+
     knn = NearestNeighbors(algorithm="kd_tree").fit(database_xy)
     _, idx = knn.radius_neighbors(query_xy, radius=radius_m, sort_results=True)
     return [np.asarray(i, dtype=np.int64) for i in idx]

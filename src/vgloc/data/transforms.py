@@ -1,0 +1,96 @@
+"""Image preprocessing for descriptor extraction: RGB, resize, optional darkening, normalisation.
+
+Every model of the field is trained on ImageNet-normalised RGB tensors; the
+transform here is the one shared by datasets, evaluation and the locate API, so
+that a query is always preprocessed exactly like the database.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported when a transform is built, not when vgloc.data is
+    import torch
+    from PIL import Image
+
+#: ImageNet channel statistics (RGB), the normalisation of every torchvision backbone.
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+class _ScaleBrightness:
+    """Multiply a float image in [0, 1] by a fixed factor (clamped to [0, 1]).
+
+    A named class rather than a lambda so that transforms pickle into DataLoader
+    worker processes.
+    """
+
+    def __init__(self, factor: float) -> None:
+        self.factor = factor
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        from torchvision.transforms.v2 import functional as TF
+
+        return TF.adjust_brightness(image, self.factor)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(factor={self.factor})"
+
+
+def _check_resize(resize: tuple[int, int] | int | None) -> tuple[int, int] | int | None:
+    """Validate ``resize`` and return it as an int or an (H, W) tuple."""
+    if resize is None:
+        return None
+    if isinstance(resize, bool):
+        raise ValueError(f"resize must be an int, an (H, W) pair or None, got {resize!r}")
+    if isinstance(resize, int):
+        if resize < 1:
+            raise ValueError(f"resize must be positive, got {resize}")
+        return resize
+    size = tuple(resize)
+    if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size):
+        raise ValueError(f"resize must be an int, an (H, W) pair of positive ints or None, got {resize!r}")
+    return (size[0], size[1])
+
+
+def build_transform(
+    resize: tuple[int, int] | int | None = None,
+    *,
+    brightness: float | None = None,
+) -> Callable[[Image.Image], torch.Tensor]:
+    """The preprocessing of an image for a descriptor model.
+
+    Steps: convert to RGB; resize (antialiased); convert to a float tensor in
+    [0, 1]; optionally multiply by ``brightness`` (the night-simulation trick of
+    evaluating on artificially darkened images, e.g. 0.15); ImageNet mean/std
+    normalisation.
+
+    Args:
+        resize: ``(H, W)`` for a fixed size; an int to resize the shorter side to it
+            keeping the aspect ratio; None to keep the full resolution.
+        brightness: a fixed brightness factor (> 0; < 1 darkens), applied before
+            normalisation with torchvision's ``adjust_brightness``; None for none.
+
+    Returns:
+        A picklable callable mapping a PIL image to a float32 tensor of shape (3, H, W).
+
+    Raises:
+        ValueError: for a non-positive size or brightness.
+    """
+    import torch
+    from torchvision.transforms import v2
+
+    size = _check_resize(resize)
+    if brightness is not None and not (math.isfinite(brightness) and brightness > 0):
+        raise ValueError(f"brightness must be a positive finite factor, got {brightness!r}")
+    steps: list[Callable[..., object]] = [v2.RGB()]
+    if size is not None:
+        # On PIL input, v2.Resize uses Pillow's resampling, which is always antialiased.
+        steps.append(v2.Resize(size, interpolation=v2.InterpolationMode.BILINEAR, antialias=True))
+    steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    if brightness is not None:
+        steps.append(_ScaleBrightness(brightness))
+    steps.append(v2.Normalize(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)))
+    return v2.Compose(steps)

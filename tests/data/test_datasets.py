@@ -1,0 +1,87 @@
+"""ImageDataset items, read-time errors naming the file, batching checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from tests.data.helpers import write_image
+from vgloc.data import (
+    DataError,
+    ImageDataset,
+    build_transform,
+    check_batchable,
+    collate_images,
+    load_image,
+    load_image_set,
+)
+from vgloc.data.exif import make_gps_exif
+
+
+def test_items_are_tensor_and_index(tmp_path: Path) -> None:
+    paths = [write_image(tmp_path / f"{i}.jpg", color=(10 * i, 0, 0)) for i in range(3)]
+    ds = ImageDataset(paths, build_transform((6, 8)))
+    assert len(ds) == 3
+    image, index = ds[2]
+    assert index == 2 and image.shape == (3, 6, 8)
+    # Red channel of colour (20, 0, 0) after normalisation (JPEG may shift it by a level or two).
+    assert image[0, 3, 4].item() == pytest.approx((20 / 255 - 0.485) / 0.229, abs=0.05)
+
+
+def test_dataloader_batches_with_indices(tmp_path: Path) -> None:
+    paths = [write_image(tmp_path / f"{i}.png", size=(10 + i, 7)) for i in range(5)]
+    check_batchable((6, 8), 2)
+    loader = DataLoader(ImageDataset(paths, build_transform((6, 8))), batch_size=2, collate_fn=collate_images)
+    batches = list(loader)
+    assert [b[0].shape for b in batches] == [(2, 3, 6, 8), (2, 3, 6, 8), (1, 3, 6, 8)]
+    assert torch.cat([b[1] for b in batches]).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_from_set_follows_set_order(tmp_path: Path) -> None:
+    for name, lat in [("b.jpg", 10.0), ("a.jpg", 10.001)]:
+        write_image(tmp_path / "r" / name, exif=make_gps_exif(lat, 20.0).tobytes())
+    s = load_image_set(tmp_path / "r", progress=False)
+    ds = ImageDataset.from_set(s, build_transform(4))
+    assert ds.paths == s.paths and ds.paths[0].name == "a.jpg"
+
+
+def test_unreadable_image_names_the_file(tmp_path: Path) -> None:
+    good = write_image(tmp_path / "good.jpg")
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(good.read_bytes()[:100])
+    ds = ImageDataset([good, bad], build_transform(4))
+    ds[0]
+    with pytest.raises(DataError, match=r"bad\.jpg: cannot read image"):
+        ds[1]
+    with pytest.raises(DataError, match=r"gone\.jpg"):
+        load_image(tmp_path / "gone.jpg")
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    path = write_image(tmp_path / "phone.jpg", size=(16, 8), exif=exif.tobytes())
+    assert load_image(path).size == (8, 16)
+    assert load_image(path, exif_transpose=False).size == (16, 8)
+    image, _ = ImageDataset([path], build_transform(None))[0]
+    assert image.shape == (3, 16, 8)
+
+
+def test_check_batchable() -> None:
+    check_batchable(None, 1)
+    check_batchable((480, 640), 32)
+    check_batchable(480, 8)
+    with pytest.raises(ValueError, match="resize=None"):
+        check_batchable(None, 4)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        check_batchable((8, 8), 0)
+
+
+def test_collate_refuses_mixed_sizes() -> None:
+    batch = [(torch.zeros(3, 4, 6), 0), (torch.zeros(3, 4, 5), 1)]
+    with pytest.raises(ValueError, match=r"index 0: \(3, 4, 6\), index 1: \(3, 4, 5\)"):
+        collate_images(batch)
