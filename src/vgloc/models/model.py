@@ -1,0 +1,184 @@
+"""The global-descriptor model: backbone -> aggregator -> head -> L2."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vgloc.models.aggregators import Aggregator, build_aggregator
+from vgloc.models.backbones import Backbone, build_backbone
+from vgloc.models.heads import Head, build_head
+from vgloc.models.spec import ModelSpec
+from vgloc.registry import AGGREGATORS, BACKBONES, HEADS
+
+__all__ = ["GeoLocalizationModel", "ModelRow", "create_model", "list_models"]
+
+
+class GeoLocalizationModel(nn.Module):
+    """Image -> L2-normalised global descriptor, built from a spec string.
+
+    The final descriptor is always L2-normalised. For the VG benchmark's pooling
+    models without fc (``l2='before_pool'``, e.g. ``resnet50.conv4+gem``) the authors'
+    output is *not* normalised after pooling (norms near but not exactly 1); ours is.
+    Rankings by L2 distance can therefore differ slightly from theirs for those models.
+
+    Args:
+        spec: A spec string such as ``"resnet18+gem+fc512"`` or a :class:`ModelSpec`.
+        pretrained: Load torchvision ImageNet weights into the backbone (``True`` or a
+            torchvision weights tag such as ``"IMAGENET1K_V1"``). Downloads unless cached.
+
+    Attributes:
+        spec: The canonical spec string.
+        descriptor_dim: Length ``D`` of the output descriptor.
+        backbone: :class:`~vgloc.models.backbones.Backbone` (state-dict ``backbone.N...``).
+        aggregator: :class:`~vgloc.models.aggregators.Aggregator`.
+        head: :class:`~vgloc.models.heads.Head`.
+
+    Shape:
+        - Input: ``(B, 3, H, W)``, ImageNet-normalised RGB
+        - Output: ``(B, D)``, unit L2 norm per row
+    """
+
+    backbone: Backbone
+    aggregator: Aggregator
+    head: Head
+
+    def __init__(self, spec: str | ModelSpec, pretrained: bool | str = False) -> None:
+        super().__init__()
+        parsed = ModelSpec.parse(spec)
+        self.model_spec = parsed
+        self.spec = str(parsed)
+        self.backbone = build_backbone(parsed.backbone, parsed.cut, pretrained)
+        self.aggregator = build_aggregator(
+            parsed.aggregator, self.backbone.out_channels, parsed.aggregator_arg
+        )
+        self.head = build_head(parsed.head, self.aggregator.out_dim, parsed.head_arg)
+        self.descriptor_dim = int(self.head.out_dim)
+        # Filled by load_model with the checkpoint's "extra" dict.
+        self.checkpoint_extra: dict[str, Any] = {}
+
+    def features(self, x: Tensor) -> Tensor:
+        """The backbone feature map (before aggregation).
+
+        Shape:
+            - x: ``(B, 3, H, W)``
+            - Output: ``(B, C, H', W')``
+        """
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(x.shape)}")
+        return self.backbone(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Compute global descriptors.
+
+        Args:
+            x: A batch of images.
+
+        Returns:
+            L2-normalised descriptors.
+
+        Shape:
+            - x: ``(B, 3, H, W)``
+            - Output: ``(B, descriptor_dim)``
+        """
+        out = self.head(self.aggregator(self.features(x)))
+        # Normalise in at least float32: under fp16/bf16 autocast the squared norm of a
+        # long vector loses precision (and can overflow in fp16).
+        return F.normalize(out.to(torch.promote_types(out.dtype, torch.float32)), p=2, dim=1)
+
+    def extra_repr(self) -> str:
+        return f"spec={self.spec!r}, descriptor_dim={self.descriptor_dim}"
+
+
+def create_model(
+    spec: str | ModelSpec,
+    pretrained: bool | str = False,
+    weights: str | os.PathLike[str] | None = None,
+) -> GeoLocalizationModel:
+    """Build a model from a spec string, optionally with weights.
+
+    Args:
+        spec: ``backbone[.cut]+aggregator[+head]``, e.g. ``"resnet18+gem+fc512"``.
+        pretrained: ImageNet weights for the backbone from torchvision (``True`` or a
+            weights tag such as ``"IMAGENET1K_V1"``; downloads once into the torch hub
+            cache). Ignored when ``weights`` is given, since strict loading overwrites
+            every parameter.
+        weights: A checkpoint file (authors' state dict, ``{"model_state_dict": ...}``,
+            ``{"state_dict": ...}``, ``module.``-prefixed, ``.safetensors``, or a vgloc
+            model file), or the name of a published weight set (``"cosplace"``,
+            ``"eigenplaces"``, see :data:`vgloc.models.pretrained.PUBLISHED_WEIGHTS`),
+            which is downloaded into the torch hub cache unless already there. Loading
+            is strict.
+
+    Returns:
+        The model, in train mode (call ``.eval()`` for inference).
+
+    Raises:
+        UnknownNameError: Unknown part in ``spec``.
+        FileNotFoundError: ``weights`` is a path that does not exist.
+        ValueError: ``weights`` does not fit the architecture (missing, unexpected or
+            mis-shaped keys are listed).
+    """
+    model = GeoLocalizationModel(spec, pretrained=pretrained if weights is None else False)
+    if weights is not None:
+        from vgloc.models.checkpoints import load_state_dict_compat
+        from vgloc.models.pretrained import resolve_weights
+
+        path = resolve_weights(weights, model.spec)
+        load_state_dict_compat(model, path, strict=True)
+    return model
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """One row of :func:`list_models` (``vars(row)`` / ``asdict(row)`` give a dict).
+
+    Attributes:
+        kind: ``"backbone"``, ``"aggregator"``, ``"head"`` or ``"weights"``.
+        name: What to write in a spec (``"resnet50.conv4"``, ``"netvlad{clusters}"``)
+            or, for weights, ``"<source>:<spec>"``.
+        dim: Output channels (backbones), output size formula (aggregators, heads)
+            or descriptor size (weights).
+        description: One line.
+    """
+
+    kind: str
+    name: str
+    dim: str
+    description: str
+
+
+def list_models(pattern: str = "*") -> list[ModelRow]:
+    """List the building blocks of model specs and the published weights.
+
+    Args:
+        pattern: Shell-style pattern on the row name (case-insensitive), e.g.
+            ``"resnet*"`` or ``"cosplace:*"``.
+
+    Returns:
+        Rows sorted by kind (backbones, aggregators, heads, weights) then name.
+    """
+    import fnmatch
+
+    from vgloc.models.pretrained import PUBLISHED_WEIGHTS
+
+    rows: list[ModelRow] = []
+    for name in BACKBONES.names():
+        entry = BACKBONES.entry(name)
+        for cut, ch in sorted(entry.metadata["channels"].items(), reverse=True):
+            shown = name if cut == entry.metadata["default_cut"] else f"{name}.{cut}"
+            rows.append(ModelRow("backbone", shown, str(ch), entry.description))
+    for kind, reg in (("aggregator", AGGREGATORS), ("head", HEADS)):
+        for name in reg.names():
+            meta = reg.metadata(name)
+            shown = f"{name}{{{meta['arg']}}}" if "arg" in meta else name
+            rows.append(ModelRow(kind, shown, str(meta.get("dim", "")), str(meta["description"])))
+    for key, pw in sorted(PUBLISHED_WEIGHTS.items()):
+        rows.append(ModelRow("weights", key, str(pw.descriptor_dim), pw.description))
+    pat = pattern.lower()
+    return [r for r in rows if fnmatch.fnmatchcase(r.name.lower(), pat)]
