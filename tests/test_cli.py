@@ -32,7 +32,9 @@ def test_every_option_has_a_help_text(name: str, parser: argparse.ArgumentParser
     for action in parser._actions:
         if isinstance(action, argparse._HelpAction):
             continue
-        assert action.help and len(action.help) > 8, f"`vgloc {name}` option {action.option_strings} has no help"
+        assert action.help and len(action.help) > 8, (
+            f"`vgloc {name}` option {action.option_strings} has no help"
+        )
 
 
 def test_top_level_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:

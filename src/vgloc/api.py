@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +30,7 @@ from vgloc.evaluation.recall import (
     recall_at_n,
 )
 from vgloc.geo import positives_within
+from vgloc.index.faiss_index import DEFAULT_SEARCH_PARAMS
 from vgloc.io import write_json_atomic
 from vgloc.locate import DEFAULT_KDE, KDEParams, Match, Prediction, predict_positions
 
@@ -72,6 +73,14 @@ class ExtractionOptions:
     num_workers: int = 0
     brightness: float | None = None
     progress: bool = True
+
+
+def _default_search_params(factory: str, search_params: str | None) -> str:
+    """The search parameters stored with an index: the user's, else FAISS defaults that apply."""
+    if search_params is not None:
+        return search_params
+    # An exact index has no search parameters; don't store ones that would only be ignored.
+    return "" if factory.strip().lower() == "flat" else DEFAULT_SEARCH_PARAMS
 
 
 def _sha256(path: Path) -> str:
@@ -199,7 +208,6 @@ def initialize_aggregator_if_needed(
         batch_size=options.batch_size if options.image_size is not None else 1,
         device=options.device,
         seed=seed,
-        progress=options.progress,
     )
     return True
 
@@ -266,7 +274,7 @@ def build_index(
         "seed": seed,
         "aggregator_initialized_from_database": initialized,
     }
-    model_files: dict[str, Any] = {}
+    model_files: dict[str, Callable[[Path], object]] = {}
     if checkpoint is not None:
         extra["checkpoint"] = str(Path(checkpoint).resolve())
         extra["checkpoint_sha256"] = _sha256(Path(checkpoint))
@@ -281,10 +289,11 @@ def build_index(
         model_spec=net.spec,
         image_size=options.image_size,
         factory=factory,
-        search_params=search_params,
+        search_params=_default_search_params(factory, search_params),
         descriptor_dtype=descriptor_dtype,
         extra=extra,
     )
+    index.model = net
     if out is not None:
         index.save(out, extra_files=model_files)
         log.info("wrote index of %d images to %s", len(image_set), out)
@@ -305,9 +314,11 @@ def load_index_and_model(
     from vgloc.models import load_model
 
     idx = index if isinstance(index, GeoIndex) else GeoIndex.load(index)
-    extra = idx.metadata.get("extra", {})
+    extra = idx.metadata.extra
     if model is None and checkpoint is None:
-        if extra.get("model_file") and idx.path is not None:
+        if idx.model is not None:
+            net = idx.model.eval()
+        elif extra.get("model_file") and idx.path is not None:
             net = load_model(Path(idx.path) / extra["model_file"]).eval()
         elif extra.get("checkpoint"):
             ckpt = Path(extra["checkpoint"])
@@ -317,11 +328,11 @@ def load_index_and_model(
                 )
             if _sha256(ckpt) != extra.get("checkpoint_sha256"):
                 raise ValueError(f"checkpoint {ckpt} changed since the index was built (sha256 differs)")
-            net = resolve_model(idx.metadata["model_spec"], ckpt)
+            net = resolve_model(idx.metadata.model_spec, ckpt)
         else:
-            net = resolve_model(idx.metadata["model_spec"], pretrained=bool(extra.get("pretrained")))
+            net = resolve_model(idx.metadata.model_spec, pretrained=bool(extra.get("pretrained")))
     else:
-        net = resolve_model(model if model is not None else idx.metadata["model_spec"], checkpoint)
+        net = resolve_model(model if model is not None else idx.metadata.model_spec, checkpoint)
     idx.check_model(net.spec, net.descriptor_dim)
     return idx, net
 
@@ -363,7 +374,7 @@ def locate(
 
     validate_images(paths, progress=False)
     idx, net = load_index_and_model(index, model, checkpoint)
-    options = options or ExtractionOptions(image_size=idx.image_size, progress=False)
+    options = options or ExtractionOptions(image_size=idx.metadata.image_size, progress=False)
     query_desc = compute_descriptors(net, paths, options, queries=True)
     k = max(top_k, kde.k)
     sims, ids = idx.search(query_desc, k, search_params)
@@ -527,7 +538,7 @@ def evaluate(
     options = options or ExtractionOptions()
     recall_values = tuple(sorted({int(n) for n in recall_values}))
     t_start = time.perf_counter()
-    bench = load_split(dataset, split)
+    bench = load_split(dataset, split, progress=options.progress)
     wanted = list(bench.queries) if domains is None else list(domains)
     unknown = [d for d in wanted if d not in bench.queries]
     if unknown:
@@ -554,7 +565,7 @@ def evaluate(
             model_spec=net.spec,
             image_size=options.image_size,
             factory=factory,
-            search_params=search_params,
+            search_params=_default_search_params(factory, search_params),
         )
     k = max(recall_values)
     results: dict[str, DomainResult] = {}

@@ -234,9 +234,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         validate=not args.no_validate,
         seed=args.seed,
     )
-    print(
-        f"indexed {len(index.images)} images -> {args.out} ({index.metadata['model_spec']}, {args.factory})"
-    )
+    print(f"indexed {len(index.images)} images -> {args.out} ({index.metadata.model_spec}, {args.factory})")
     return 0
 
 
@@ -250,7 +248,9 @@ def cmd_locate(args: argparse.Namespace) -> int:
         from vgloc.index import GeoIndex
 
         size = (
-            args.resize_override if args.resize_override is not None else GeoIndex.peek_image_size(args.index)
+            args.resize_override
+            if args.resize_override is not None
+            else GeoIndex.read_metadata(args.index).image_size
         )
         options = ExtractionOptions(
             image_size=size, device=args.device, precision=args.precision, progress=False

@@ -74,7 +74,7 @@ def run_demo(
     root = generate_city(root, size=size, seed=seed, progress=progress)
     log.info("synthetic city ready at %s (%.0f s)", root, time.perf_counter() - t0)
     options = options or ExtractionOptions(image_size=None, batch_size=32, progress=progress)
-    bench = load_split(root, "test")
+    bench = load_split(root, "test", progress=progress)
     index_path = out / "index"
     build_index(bench.database, model, index_path, options=options, validate=False, seed=seed)
     result = evaluate(root, "test", model, index=index_path, options=options, out_dir=out, seed=seed)

@@ -1,0 +1,787 @@
+"""The on-disk geo-index: a FAISS index plus the geotagged images it points to.
+
+``vgloc index build`` writes one directory; ``vgloc locate`` and ``vgloc eval`` read it::
+
+    my-index/
+      index.faiss       the FAISS index (faiss.write_index), id i <-> row i of images.parquet
+      images.parquet    path, lat, lon, utm_east, utm_north, heading (+ extra.<name> columns)
+      descriptors.npy   the database descriptors, float32 or float16 (optional)
+      metadata.json     format + version, model spec, image size, dimension, factory,
+                        search params, metric frame, sizes and SHA-256 of the files, ...
+
+The directory is written to a temporary sibling and renamed into place, so a
+crash never leaves a half-written index under the final name. Loading refuses an
+index built by another model or with another dimension, from a newer format
+version, with missing, truncated or corrupted files, or whose parts disagree
+(FAISS ``ntotal`` vs. number of images), and every error names what was
+expected, what was found and the file at fault. Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import faiss
+import numpy as np
+
+from vgloc._version import __version__
+from vgloc.data.records import GeoImageSet
+from vgloc.geo import MetricFrame
+from vgloc.index.faiss_index import (
+    DEFAULT_SEARCH_PARAMS,
+    build_faiss_index,
+    parse_search_params,
+)
+from vgloc.index.faiss_index import search as faiss_search
+from vgloc.io import atomic_path
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+logger = logging.getLogger(__name__)
+
+FORMAT_NAME = "vgloc-index"
+#: Bump when the layout changes in a way older readers cannot handle; readers refuse newer.
+FORMAT_VERSION = 1
+
+INDEX_FILE = "index.faiss"
+DESCRIPTORS_FILE = "descriptors.npy"
+IMAGES_FILE = "images.parquet"
+METADATA_FILE = "metadata.json"
+
+DESCRIPTOR_DTYPES = ("float32", "float16")
+_BASE_COLUMNS = ("path", "lat", "lon", "utm_east", "utm_north", "heading")
+_EXTRA_PREFIX = "extra."
+_HASH_CHUNK = 1 << 20
+
+
+class IndexStoreError(ValueError):
+    """A geo-index that cannot be used: base class of the errors below."""
+
+
+class IndexMismatchError(IndexStoreError):
+    """The index is valid but not what the caller expects (model, dimension, format version)."""
+
+
+class IndexCorruptError(IndexStoreError):
+    """A file of the index is missing, truncated, corrupted or inconsistent with the others."""
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+@dataclass
+class IndexMetadata:
+    """What ``metadata.json`` records about a geo-index.
+
+    Attributes:
+        model_spec: the model that produced the descriptors, e.g. ``"resnet18+gem+fc512"``.
+        descriptor_dim: descriptor dimension D.
+        faiss_factory: the FAISS factory string the index was built with.
+        num_images: number of database images (= FAISS ``ntotal``).
+        image_size: (H, W) the images were resized to for the descriptors, or None (native).
+        descriptor_dtype: dtype of ``descriptors.npy`` (``"float32"``/``"float16"``).
+        descriptors_stored: whether ``descriptors.npy`` is part of the index.
+        search_params: default FAISS search parameters.
+        metric: always ``"inner_product"`` (on L2-normalised descriptors).
+        metric_frame: the UTM frame of ``utm_east``/``utm_north`` (None when unknown).
+        image_set_name: ``GeoImageSet.name`` of the database.
+        created: ISO 8601 UTC time of the build.
+        vgloc_version: vgloc version that built the index.
+        faiss_version: FAISS version that built the index.
+        extra: free JSON-serialisable information (checkpoint hash, precision, ...).
+        extra_columns: per-image arrays of ``GeoImageSet.extra``: name -> dtype and shape.
+        files: name -> {"bytes", "sha256"} of the data files, written by :meth:`GeoIndex.save`.
+        format: ``"vgloc-index"``.
+        format_version: layout version (see :data:`FORMAT_VERSION`).
+    """
+
+    model_spec: str
+    descriptor_dim: int
+    faiss_factory: str
+    num_images: int
+    image_size: tuple[int, int] | None = None
+    descriptor_dtype: str = "float32"
+    descriptors_stored: bool = True
+    search_params: str = DEFAULT_SEARCH_PARAMS
+    metric: str = "inner_product"
+    metric_frame: MetricFrame | None = None
+    image_set_name: str = ""
+    created: str = ""
+    vgloc_version: str = __version__
+    faiss_version: str = field(default_factory=lambda: str(faiss.__version__))
+    extra: dict[str, Any] = field(default_factory=dict)
+    extra_columns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    format: str = FORMAT_NAME
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict, format name and version first."""
+        return {
+            "format": self.format,
+            "format_version": self.format_version,
+            "vgloc_version": self.vgloc_version,
+            "faiss_version": self.faiss_version,
+            "created": self.created,
+            "model_spec": self.model_spec,
+            "image_size": list(self.image_size) if self.image_size is not None else None,
+            "descriptor_dim": self.descriptor_dim,
+            "descriptor_dtype": self.descriptor_dtype,
+            "descriptors_stored": self.descriptors_stored,
+            "metric": self.metric,
+            "faiss_factory": self.faiss_factory,
+            "search_params": self.search_params,
+            "num_images": self.num_images,
+            "image_set_name": self.image_set_name,
+            "metric_frame": self.metric_frame.to_dict() if self.metric_frame is not None else None,
+            "extra_columns": self.extra_columns,
+            "files": self.files,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = METADATA_FILE) -> IndexMetadata:
+        """Parse and check a metadata dict (format name and version first).
+
+        Args:
+            d: the parsed ``metadata.json``.
+            source: the file name for error messages.
+
+        Raises:
+            IndexCorruptError: not a vgloc index, or missing/ill-typed fields.
+            IndexMismatchError: a format version this vgloc cannot read.
+        """
+        if not isinstance(d, dict):
+            raise IndexCorruptError(f"{source}: expected a JSON object, found {type(d).__name__}")
+        if d.get("format") != FORMAT_NAME:
+            raise IndexCorruptError(
+                f"{source}: not a vgloc index (format {d.get('format')!r}, expected {FORMAT_NAME!r})"
+            )
+        version = d.get("format_version")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise IndexCorruptError(f"{source}: invalid format_version {version!r}")
+        if version > FORMAT_VERSION:
+            raise IndexMismatchError(
+                f"{source}: index format version {version} was written by a newer vgloc "
+                f"({d.get('vgloc_version')}); this vgloc {__version__} reads format version "
+                f"{FORMAT_VERSION} at most. Upgrade vgloc or rebuild the index."
+            )
+
+        def get(key: str, types: type | tuple[type, ...], *, optional: bool = False) -> Any:
+            if key not in d:
+                raise IndexCorruptError(f"{source}: missing field {key!r}")
+            value = d[key]
+            if value is None and optional:
+                return None
+            if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+                raise IndexCorruptError(f"{source}: field {key!r} has invalid value {value!r}")
+            if not isinstance(value, types):
+                raise IndexCorruptError(f"{source}: field {key!r} has invalid value {value!r}")
+            return value
+
+        image_size = get("image_size", list, optional=True)
+        if image_size is not None:
+            image_size = _check_image_size(image_size, source, IndexCorruptError)
+        frame = get("metric_frame", dict, optional=True)
+        try:
+            metric_frame = MetricFrame.from_dict(frame) if frame is not None else None
+        except (KeyError, TypeError, ValueError) as e:
+            raise IndexCorruptError(f"{source}: invalid metric_frame {frame!r}") from e
+        meta = cls(
+            model_spec=get("model_spec", str),
+            descriptor_dim=get("descriptor_dim", int),
+            faiss_factory=get("faiss_factory", str),
+            num_images=get("num_images", int),
+            image_size=image_size,
+            descriptor_dtype=get("descriptor_dtype", str),
+            descriptors_stored=get("descriptors_stored", bool),
+            search_params=get("search_params", str),
+            metric=get("metric", str),
+            metric_frame=metric_frame,
+            image_set_name=get("image_set_name", str),
+            created=get("created", str),
+            vgloc_version=get("vgloc_version", str),
+            faiss_version=get("faiss_version", str),
+            extra=get("extra", dict),
+            extra_columns=get("extra_columns", dict),
+            files=get("files", dict),
+            format=FORMAT_NAME,
+            format_version=version,
+        )
+        if meta.descriptor_dim < 1 or meta.num_images < 0:
+            raise IndexCorruptError(
+                f"{source}: invalid descriptor_dim {meta.descriptor_dim} or num_images {meta.num_images}"
+            )
+        if meta.descriptor_dtype not in DESCRIPTOR_DTYPES:
+            raise IndexCorruptError(
+                f"{source}: descriptor_dtype {meta.descriptor_dtype!r} is not one of {DESCRIPTOR_DTYPES}"
+            )
+        if meta.metric != "inner_product":
+            raise IndexCorruptError(f"{source}: unsupported metric {meta.metric!r}")
+        return meta
+
+
+def _check_image_size(image_size: Any, what: str, err: type[ValueError] = ValueError) -> tuple[int, int]:
+    """(H, W) of positive integers, or ``err`` naming ``what``."""
+    if (
+        not isinstance(image_size, (list, tuple))
+        or len(image_size) != 2
+        or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in image_size)
+    ):
+        raise err(f"{what}: image_size must be (H, W) of positive integers or None, got {image_size!r}")
+    return int(image_size[0]), int(image_size[1])
+
+
+# --------------------------------------------------------------------------- the index
+
+
+class GeoIndex:
+    """A FAISS index over database descriptors, with the geotagged images it returns.
+
+    Id ``i`` returned by :meth:`search` is image ``i`` of :attr:`images`.
+
+    Example:
+        >>> gi = GeoIndex.build(desc, db_images, model_spec="resnet18+gem+fc512",
+        ...                     image_size=(480, 640), factory="IVF1024,PQ64")
+        >>> gi.save("city.vgindex")
+        >>> gi = GeoIndex.load("city.vgindex", expect_model_spec="resnet18+gem+fc512")
+        >>> sims, ids = gi.search(query_desc, k=10)
+        >>> gi.images.latlon[ids[:, 0]]
+    """
+
+    def __init__(
+        self,
+        index: faiss.Index,
+        images: GeoImageSet,
+        metadata: IndexMetadata,
+        descriptors: np.ndarray | None = None,
+    ) -> None:
+        """Assemble a geo-index from parts (use :meth:`build` or :meth:`load`).
+
+        Args:
+            index: the FAISS index; ``ntotal`` must equal ``len(images)``.
+            images: the database images, in id order.
+            metadata: the matching :class:`IndexMetadata`.
+            descriptors: (N, D) stored descriptors or None.
+        """
+        n = len(images)
+        if index.ntotal != n or metadata.num_images != n:
+            raise IndexCorruptError(
+                f"index holds {index.ntotal} vectors, metadata says {metadata.num_images} images, "
+                f"and the image table has {n} rows; they must be equal"
+            )
+        if index.d != metadata.descriptor_dim:
+            raise IndexCorruptError(
+                f"FAISS index has dimension {index.d}, metadata says {metadata.descriptor_dim}"
+            )
+        if descriptors is not None and descriptors.shape != (n, metadata.descriptor_dim):
+            raise IndexCorruptError(
+                f"descriptors have shape {descriptors.shape}, expected ({n}, {metadata.descriptor_dim})"
+            )
+        self._index = index
+        self._images = images
+        self._metadata = metadata
+        self._descriptors = descriptors
+        self.path: Path | None = None  # the directory it was loaded from or saved to
+        # The network that described the database, when this process built the index:
+        # queries must be described by the very same weights (random init included).
+        self.model: Any = None
+        # Search parameters are set on the shared FAISS object, so apply-then-search must
+        # not interleave between threads (an HTTP service searches concurrently).
+        self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------- properties
+
+    @property
+    def index(self) -> faiss.Index:
+        """The FAISS index."""
+        return self._index
+
+    @property
+    def images(self) -> GeoImageSet:
+        """The database images; row ``i`` is FAISS id ``i``."""
+        return self._images
+
+    @property
+    def metadata(self) -> IndexMetadata:
+        """The index's :class:`IndexMetadata`."""
+        return self._metadata
+
+    @property
+    def descriptors(self) -> np.ndarray | None:
+        """The stored (N, D) database descriptors (float32/float16), or None."""
+        return self._descriptors
+
+    @property
+    def dim(self) -> int:
+        """Descriptor dimension."""
+        return self._metadata.descriptor_dim
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def __repr__(self) -> str:
+        m = self._metadata
+        return (
+            f"GeoIndex(model_spec={m.model_spec!r}, num_images={m.num_images}, "
+            f"dim={m.descriptor_dim}, factory={m.faiss_factory!r})"
+        )
+
+    # ----------------------------------------------------------------- build
+
+    @classmethod
+    def build(
+        cls,
+        descriptors: np.ndarray,
+        images: GeoImageSet,
+        *,
+        model_spec: str,
+        image_size: Sequence[int] | None,
+        factory: str = "Flat",
+        search_params: str = DEFAULT_SEARCH_PARAMS,
+        store_descriptors: bool = True,
+        descriptor_dtype: str = "float32",
+        extra: dict[str, Any] | None = None,
+        train_sample: int | None = None,
+        seed: int = 0,
+        num_threads: int | None = None,
+        progress: bool = False,
+    ) -> GeoIndex:
+        """Build a geo-index from database descriptors and their images.
+
+        Args:
+            descriptors: (N, D) L2-normalised descriptors, row ``i`` of image ``i``.
+            images: the N database images.
+            model_spec: the model that produced the descriptors (checked at load).
+            image_size: (H, W) the images were resized to, or None for native size.
+            factory: FAISS factory string (see :func:`vgloc.index.build_faiss_index`).
+            search_params: default search parameters, e.g. ``"nprobe=16,efSearch=64"``.
+            store_descriptors: keep the descriptors (``descriptors.npy``) for re-ranking
+                or rebuilding with another factory.
+            descriptor_dtype: ``"float32"`` or ``"float16"`` (half the disk, ~1e-3 error).
+            extra: free JSON-serialisable information saved in the metadata.
+            train_sample: vectors to train the index on (None: FAISS's useful maximum).
+            seed: seeds training.
+            num_threads: FAISS threads while building (None: FAISS's setting).
+            progress: show a progress bar while adding vectors.
+
+        Returns:
+            The built :class:`GeoIndex` (in memory; call :meth:`save`).
+
+        Shape:
+            descriptors: (N, D) with N == len(images).
+        """
+        if not isinstance(model_spec, str) or not model_spec.strip():
+            raise ValueError(f"model_spec must be a non-empty string, got {model_spec!r}")
+        if descriptor_dtype not in DESCRIPTOR_DTYPES:
+            raise ValueError(f"descriptor_dtype must be one of {DESCRIPTOR_DTYPES}, got {descriptor_dtype!r}")
+        size = _check_image_size(image_size, "image_size") if image_size is not None else None
+        parse_search_params(search_params)  # fail now on a typo, not at the first search
+        extra = dict(extra or {})
+        try:
+            json.dumps(extra, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"extra must be JSON-serialisable: {e}") from e
+        shape = np.shape(descriptors)
+        if len(shape) != 2:
+            raise ValueError(f"descriptors must be a 2-D array (N, D), got shape {shape}")
+        if shape[0] != len(images):
+            raise ValueError(
+                f"{shape[0]} descriptors for {len(images)} images "
+                f"({images.name or 'image set'}); they must correspond row by row"
+            )
+        extra_columns = _describe_extra_columns(images)
+        index = build_faiss_index(
+            descriptors,
+            factory,
+            train_sample=train_sample,
+            seed=seed,
+            num_threads=num_threads,
+            progress=progress,
+        )
+        stored = np.ascontiguousarray(descriptors, dtype=descriptor_dtype) if store_descriptors else None
+        metadata = IndexMetadata(
+            model_spec=model_spec.strip(),
+            descriptor_dim=int(shape[1]),
+            faiss_factory=factory.strip(),
+            num_images=int(shape[0]),
+            image_size=size,
+            descriptor_dtype=descriptor_dtype,
+            descriptors_stored=store_descriptors,
+            search_params=search_params,
+            metric_frame=images.frame,
+            image_set_name=images.name,
+            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            extra=extra,
+            extra_columns=extra_columns,
+        )
+        return cls(index, images, metadata, stored)
+
+    # ----------------------------------------------------------------- search
+
+    def search(
+        self, query_desc: np.ndarray, k: int, params: str | None = None, *, strict: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` database images for each query descriptor.
+
+        Args:
+            query_desc: (Q, D) L2-normalised query descriptors (or one (D,) descriptor).
+            k: neighbours per query; clipped to the number of images.
+            params: search parameters; None uses the index's default
+                (``metadata.search_params``). Parameters that do not apply are skipped
+                unless ``strict``.
+            strict: raise when a parameter does not apply to this index.
+
+        Returns:
+            ``(similarities float32 (Q, k'), ids int64 (Q, k'))``, ``k' = min(k, N)``;
+            ids index :attr:`images` (-1 with similarity -inf where an approximate
+            index found fewer than k').
+
+        Shape:
+            query_desc: (Q, D) -> (Q, min(k, N)).
+        """
+        use = self._metadata.search_params if params is None else params
+        with self._lock:
+            return faiss_search(self._index, query_desc, k, use, strict=strict)
+
+    # ----------------------------------------------------------------- save
+
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        overwrite: bool = True,
+        extra_files: Mapping[str, Callable[[Path], object]] | None = None,
+    ) -> Path:
+        """Write the index directory atomically (temporary sibling, then rename).
+
+        An existing vgloc index at ``path`` is replaced only once the new one is complete;
+        any other existing file or non-empty directory is refused rather than deleted.
+
+        Args:
+            path: the index directory to create.
+            overwrite: replace an existing index at ``path``.
+            extra_files: more files to write inside the directory, name -> writer called with
+                the file's temporary path (e.g. the model weights that produced the descriptors);
+                they are size- and checksum-recorded like the index's own files.
+
+        Returns:
+            The path written.
+        """
+        path = Path(path)
+        if path.exists() or path.is_symlink():
+            if not overwrite:
+                raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
+            if not path.is_dir() or (any(path.iterdir()) and not _is_index_dir(path)):
+                raise FileExistsError(
+                    f"refusing to replace {path}: it exists and is not a vgloc index directory"
+                )
+        meta = self._metadata
+        with atomic_path(path) as tmp:
+            tmp.mkdir()
+            files: dict[str, dict[str, Any]] = {}
+            index_path = tmp / INDEX_FILE
+            faiss.write_index(self._index, str(index_path))
+            files[INDEX_FILE] = _file_record(index_path)
+            if self._descriptors is not None:
+                desc_path = tmp / DESCRIPTORS_FILE
+                with open(desc_path, "wb") as f:
+                    np.save(f, self._descriptors, allow_pickle=False)
+                    _flush(f)
+                files[DESCRIPTORS_FILE] = _file_record(desc_path)
+            images_path = tmp / IMAGES_FILE
+            _write_images(images_path, self._images, meta.extra_columns)
+            files[IMAGES_FILE] = _file_record(images_path)
+            for name, writer in (extra_files or {}).items():
+                if name in (INDEX_FILE, DESCRIPTORS_FILE, IMAGES_FILE, METADATA_FILE) or "/" in name:
+                    raise ValueError(f"extra file name {name!r} is reserved or not a plain file name")
+                writer(tmp / name)
+                files[name] = _file_record(tmp / name)
+            meta.files = files
+            text = json.dumps(meta.to_dict(), indent=2, allow_nan=False) + "\n"
+            with open(tmp / METADATA_FILE, "w", encoding="utf-8") as f:
+                f.write(text)
+                _flush(f)
+        self.path = path
+        logger.info("saved %r to %s", self, path)
+        return path
+
+    # ----------------------------------------------------------------- load
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        expect_model_spec: str | None = None,
+        expect_descriptor_dim: int | None = None,
+        load_descriptors: bool = True,
+        verify_checksums: bool = True,
+    ) -> GeoIndex:
+        """Read an index directory written by :meth:`save`, refusing any mismatch.
+
+        Args:
+            path: the index directory.
+            expect_model_spec: refuse an index built by another model.
+            expect_descriptor_dim: refuse an index of another descriptor dimension.
+            load_descriptors: read ``descriptors.npy`` when present.
+            verify_checksums: check every file's SHA-256 (reads each file once more;
+                sizes are always checked, which catches truncation).
+
+        Returns:
+            The :class:`GeoIndex`.
+
+        Raises:
+            FileNotFoundError: ``path`` is not a directory.
+            IndexMismatchError: other model spec, dimension or a newer format version.
+            IndexCorruptError: missing, truncated, corrupted or inconsistent files.
+        """
+        root = Path(path)
+        if not root.is_dir():
+            raise FileNotFoundError(f"no vgloc index directory at {root}")
+        meta_path = root / METADATA_FILE
+        if not meta_path.is_file():
+            raise IndexCorruptError(f"{root} is not a vgloc index: {METADATA_FILE} is missing")
+        try:
+            raw = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise IndexCorruptError(f"{meta_path}: corrupted metadata (not valid JSON: {e})") from e
+        meta = IndexMetadata.from_dict(raw, source=str(meta_path))
+
+        if expect_model_spec is not None and meta.model_spec != expect_model_spec.strip():
+            raise IndexMismatchError(
+                f"{root}: index was built with model {meta.model_spec!r}, "
+                f"expected {expect_model_spec!r}; rebuild the index with this model"
+            )
+        if expect_descriptor_dim is not None and meta.descriptor_dim != expect_descriptor_dim:
+            raise IndexMismatchError(
+                f"{root}: index holds {meta.descriptor_dim}-d descriptors, expected "
+                f"{expect_descriptor_dim}-d (model {meta.model_spec!r})"
+            )
+
+        required = [INDEX_FILE, IMAGES_FILE] + ([DESCRIPTORS_FILE] if meta.descriptors_stored else [])
+        for name in required:
+            if name not in meta.files:
+                raise IndexCorruptError(f"{meta_path}: no size/checksum recorded for {name}")
+        for name, record in meta.files.items():  # extra files (e.g. model weights) too
+            _verify_file(root / name, record, verify_checksums)
+
+        index_path = root / INDEX_FILE
+        try:
+            index = faiss.read_index(str(index_path))
+        except RuntimeError as e:
+            raise IndexCorruptError(f"{index_path}: cannot read the FAISS index ({e})") from e
+        if index.d != meta.descriptor_dim:
+            raise IndexCorruptError(
+                f"{index_path}: FAISS index has dimension {index.d}, "
+                f"{METADATA_FILE} says {meta.descriptor_dim}"
+            )
+        if index.metric_type != faiss.METRIC_INNER_PRODUCT:
+            raise IndexCorruptError(f"{index_path}: FAISS index does not use the inner-product metric")
+        if index.ntotal != meta.num_images:
+            raise IndexCorruptError(
+                f"{index_path}: FAISS index holds {index.ntotal} vectors, "
+                f"{METADATA_FILE} says {meta.num_images} images"
+            )
+
+        images = _read_images(root / IMAGES_FILE, meta)
+
+        descriptors = None
+        if meta.descriptors_stored and load_descriptors:
+            desc_path = root / DESCRIPTORS_FILE
+            try:
+                descriptors = np.load(desc_path, allow_pickle=False)
+            except (ValueError, OSError, EOFError) as e:
+                raise IndexCorruptError(f"{desc_path}: cannot read descriptors ({e})") from e
+            expected = (meta.num_images, meta.descriptor_dim)
+            if descriptors.shape != expected or descriptors.dtype != np.dtype(meta.descriptor_dtype):
+                raise IndexCorruptError(
+                    f"{desc_path}: descriptors are {descriptors.dtype} {descriptors.shape}, "
+                    f"expected {meta.descriptor_dtype} {expected}"
+                )
+        loaded = cls(index, images, meta, descriptors)
+        loaded.path = root
+        return loaded
+
+    @staticmethod
+    def read_metadata(path: str | os.PathLike[str]) -> IndexMetadata:
+        """Only the metadata of an index directory (cheap: reads one small JSON file)."""
+        meta_path = Path(path) / METADATA_FILE
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"no vgloc index at {path} ({METADATA_FILE} not found)")
+        try:
+            raw = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise IndexCorruptError(f"{meta_path}: corrupted metadata (not valid JSON: {e})") from e
+        return IndexMetadata.from_dict(raw, source=str(meta_path))
+
+    def check_model(self, model_spec: str, descriptor_dim: int) -> None:
+        """Refuse a query model whose spec or descriptor dimension differs from the index's.
+
+        Raises:
+            IndexMismatchError: naming what the index expects and what was given.
+        """
+        where = f"{self.path}: " if self.path is not None else ""
+        if model_spec.strip() != self._metadata.model_spec:
+            raise IndexMismatchError(
+                f"{where}index was built with model {self._metadata.model_spec!r}, but the query model is "
+                f"{model_spec!r}; describe queries with the index's model or rebuild the index"
+            )
+        if descriptor_dim != self._metadata.descriptor_dim:
+            raise IndexMismatchError(
+                f"{where}index holds {self._metadata.descriptor_dim}-d descriptors, the query model gives "
+                f"{descriptor_dim}-d"
+            )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _is_index_dir(path: Path) -> bool:
+    """Whether ``path`` holds a ``metadata.json`` naming the vgloc index format."""
+    try:
+        return json.loads((path / METADATA_FILE).read_text(encoding="utf-8")).get("format") == FORMAT_NAME
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _flush(f: Any) -> None:
+    """Flush ``f`` to disk so the rename never publishes data still in the page cache only."""
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _file_record(path: Path) -> dict[str, Any]:
+    """Size and SHA-256 of a written file (fsynced first)."""
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+    return {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+
+
+def _verify_file(path: Path, record: dict[str, Any], checksum: bool) -> None:
+    """Raise IndexCorruptError naming ``path`` when it is missing, truncated or altered."""
+    if not path.is_file():
+        raise IndexCorruptError(f"{path} is missing from the index directory")
+    size = path.stat().st_size
+    if size != record.get("bytes"):
+        raise IndexCorruptError(
+            f"{path}: {size} bytes, {METADATA_FILE} recorded {record.get('bytes')} "
+            "(truncated or replaced file)"
+        )
+    if checksum and _sha256(path) != record.get("sha256"):
+        raise IndexCorruptError(f"{path}: SHA-256 does not match {METADATA_FILE} (corrupted file)")
+
+
+def _describe_extra_columns(images: GeoImageSet) -> dict[str, dict[str, Any]]:
+    """dtype and per-row shape of each ``images.extra`` array; refuses what Parquet cannot hold."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, values in images.extra.items():
+        arr = np.asarray(values)
+        if arr.ndim < 1 or len(arr) != len(images):
+            raise ValueError(f"images.extra[{key!r}] has shape {arr.shape}; expected {len(images)} rows")
+        if arr.dtype.kind not in "biufUSMm?O":
+            raise ValueError(f"images.extra[{key!r}]: dtype {arr.dtype} cannot be stored")
+        if arr.ndim > 1 and arr.dtype.kind not in "biuf?":
+            raise ValueError(f"images.extra[{key!r}]: only numeric arrays can have more than one dimension")
+        out[str(key)] = {"dtype": arr.dtype.str, "shape": list(arr.shape[1:])}
+    return out
+
+
+def _write_images(path: Path, images: GeoImageSet, extra_columns: dict[str, dict[str, Any]]) -> None:
+    """Write the image table as Parquet (pyarrow is imported here: it is slow to import)."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(_images_to_table(images, extra_columns), str(path))
+
+
+def _images_to_table(images: GeoImageSet, extra_columns: dict[str, dict[str, Any]]) -> pa.Table:
+    """The image set as an Arrow table (one row per image, in id order)."""
+    import pyarrow as pa
+
+    columns: dict[str, pa.Array] = {
+        "path": pa.array([str(p) for p in images.paths], type=pa.string()),
+        "lat": pa.array(images.latlon[:, 0], type=pa.float64()),
+        "lon": pa.array(images.latlon[:, 1], type=pa.float64()),
+        "utm_east": pa.array(images.utm[:, 0], type=pa.float64()),
+        "utm_north": pa.array(images.utm[:, 1], type=pa.float64()),
+        "heading": pa.array(images.heading, type=pa.float64()),
+    }
+    for key in extra_columns:
+        arr = np.asarray(images.extra[key])
+        try:
+            if arr.ndim == 1:
+                col = pa.array(arr.tolist() if arr.dtype.kind in "US" else arr)
+            else:
+                flat = np.ascontiguousarray(arr).reshape(-1)
+                col = pa.FixedSizeListArray.from_arrays(pa.array(flat), int(np.prod(arr.shape[1:])))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+            raise ValueError(f"images.extra[{key!r}] cannot be stored in Parquet: {e}") from e
+        columns[_EXTRA_PREFIX + key] = col
+    return pa.table(columns)
+
+
+def _read_images(path: Path, meta: IndexMetadata) -> GeoImageSet:
+    """Read ``images.parquet`` back into the exact GeoImageSet that was saved."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(str(path))
+    except (pa.ArrowException, OSError) as e:
+        raise IndexCorruptError(f"{path}: cannot read the image table ({e})") from e
+    wanted = [*_BASE_COLUMNS, *(_EXTRA_PREFIX + k for k in meta.extra_columns)]
+    missing = [c for c in wanted if c not in table.column_names]
+    if missing:
+        raise IndexCorruptError(f"{path}: missing columns {missing}")
+    if table.num_rows != meta.num_images:
+        raise IndexCorruptError(f"{path}: {table.num_rows} images, {METADATA_FILE} says {meta.num_images}")
+
+    def floats(name: str) -> np.ndarray:
+        col = table.column(name)
+        if not pa.types.is_floating(col.type):
+            raise IndexCorruptError(f"{path}: column {name!r} has type {col.type}, expected float64")
+        return col.to_numpy().astype(np.float64)
+
+    n = table.num_rows
+    extra: dict[str, np.ndarray] = {}
+    for key, info in meta.extra_columns.items():
+        col = table.column(_EXTRA_PREFIX + key).combine_chunks()
+        shape = tuple(int(s) for s in info.get("shape", []))
+        try:
+            if shape:
+                values = col.flatten().to_numpy(zero_copy_only=False).reshape((n, *shape))
+            else:
+                values = col.to_numpy(zero_copy_only=False)
+            extra[key] = values.astype(np.dtype(info["dtype"]), copy=False)
+        except (KeyError, TypeError, ValueError) as e:
+            raise IndexCorruptError(f"{path}: cannot restore extra column {key!r} ({e})") from e
+    paths = table.column("path").to_pylist()
+    if any(not isinstance(p, str) for p in paths):
+        raise IndexCorruptError(f"{path}: column 'path' has missing or non-text values")
+    return GeoImageSet(
+        paths=[Path(p) for p in paths],
+        utm=np.stack([floats("utm_east"), floats("utm_north")], 1).reshape(n, 2),
+        latlon=np.stack([floats("lat"), floats("lon")], 1).reshape(n, 2),
+        heading=floats("heading"),
+        frame=meta.metric_frame,
+        name=meta.image_set_name,
+        extra=extra,
+    )
