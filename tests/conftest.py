@@ -59,3 +59,11 @@ def checkpoint_fixtures() -> Path:
     if not CHECKPOINT_FIXTURES.is_dir():
         pytest.skip(f"checkpoint fixtures not found at {CHECKPOINT_FIXTURES} (set VGLOC_SHARED)")
     return CHECKPOINT_FIXTURES
+
+
+@pytest.fixture(scope="session")
+def tiny_city_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny synthetic city (seconds to generate), shared by the end-to-end tests."""
+    from vgloc.data.synthetic import generate_city
+
+    return generate_city(tmp_path_factory.mktemp("city") / "tiny", "tiny", 0, progress=False, workers=1)

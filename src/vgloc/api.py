@@ -35,14 +35,21 @@ from vgloc.io import write_json_atomic
 from vgloc.locate import DEFAULT_KDE, KDEParams, Match, Prediction, predict_positions
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from vgloc.index import GeoIndex
     from vgloc.models import GeoLocalizationModel
+    from vgloc.models.classical import ClassicalDescriber
+
+    # What turns images into descriptors: a torch network or a classical (weight-free) describer.
+    Describer: TypeAlias = GeoLocalizationModel | ClassicalDescriber
 
 log = logging.getLogger(__name__)
 
 # The VG benchmark's test resolution (H, W) (PROTOCOLS.md 1.1: resize [480, 640]).
 DEFAULT_IMAGE_SIZE: tuple[int, int] = (480, 640)
 MODEL_FILE_IN_INDEX = "model.pt"
+CLASSICAL_FILE_IN_INDEX = "model.npz"
 
 ImageSize = tuple[int, int] | None
 
@@ -92,10 +99,10 @@ def _sha256(path: Path) -> str:
 
 
 def resolve_model(
-    model: str | GeoLocalizationModel,
+    model: str | Describer,
     checkpoint: str | Path | None = None,
     pretrained: bool = False,
-) -> GeoLocalizationModel:
+) -> Describer:
     """Turn a spec string (plus optional checkpoint) into a model in eval mode.
 
     Args:
@@ -108,7 +115,19 @@ def resolve_model(
         The model, in eval mode.
     """
     from vgloc.models import ModelSpec, create_model, load_model, load_state_dict_compat
+    from vgloc.models.classical import ClassicalDescriber, is_classical_spec
 
+    if isinstance(model, str) and is_classical_spec(model):
+        if pretrained:
+            raise ValueError(f"{model} is a weight-free classical descriptor: --pretrained does not apply")
+        if checkpoint is not None:
+            loaded_classical = ClassicalDescriber.load(checkpoint)
+            if loaded_classical.spec != ClassicalDescriber(model).spec:
+                raise ValueError(f"{checkpoint} holds {loaded_classical.spec}, but {model} was asked for")
+            return loaded_classical
+        return ClassicalDescriber(model)
+    if isinstance(model, ClassicalDescriber):
+        return model
     if not isinstance(model, str):
         if checkpoint is not None:
             load_state_dict_compat(model, checkpoint)
@@ -138,14 +157,14 @@ def _as_image_set(images: str | Path | GeoImageSet, validate: bool) -> GeoImageS
     return load_image_set(images, validate=validate)
 
 
-def _needs_data_init(model: GeoLocalizationModel) -> bool:
+def _needs_data_init(model: Any) -> bool:
     return bool(getattr(model.aggregator, "requires_data_init", False)) and not bool(
         getattr(model.aggregator, "initialized", True)
     )
 
 
 def compute_descriptors(
-    model: GeoLocalizationModel,
+    model: Describer,
     paths: Sequence[Path],
     options: ExtractionOptions,
     *,
@@ -166,7 +185,12 @@ def compute_descriptors(
     """
     from vgloc.data import ImageDataset, build_transform
     from vgloc.models import extract_descriptors
+    from vgloc.models.classical import ClassicalDescriber
 
+    if isinstance(model, ClassicalDescriber):
+        if queries and options.brightness is not None:
+            raise ValueError("--test-brightness is not supported with classical descriptors")
+        return model.describe(paths, progress=options.progress).astype(out_dtype)
     transform = build_transform(options.image_size, brightness=options.brightness if queries else None)
     dataset = ImageDataset(list(paths), transform)
     batch_size = options.batch_size if options.image_size is not None else 1
@@ -184,7 +208,7 @@ def compute_descriptors(
 
 
 def initialize_aggregator_if_needed(
-    model: GeoLocalizationModel, images: GeoImageSet, options: ExtractionOptions, seed: int = 0
+    model: Describer, images: GeoImageSet, options: ExtractionOptions, seed: int = 0
 ) -> bool:
     """Initialise a data-dependent aggregator (NetVLAD clusters) from ``images``.
 
@@ -192,9 +216,19 @@ def initialize_aggregator_if_needed(
     them by k-means on local features of training images (PROTOCOLS.md 1.3). When
     no checkpoint supplied them, the database images serve that purpose.
 
+    Classical descriptors (``rootsift+vlad64``) fit their vocabulary here the same way.
+
     Returns:
         True when an initialisation ran.
     """
+    from vgloc.models.classical import ClassicalDescriber
+
+    if isinstance(model, ClassicalDescriber):
+        if not model.requires_fit:
+            return False
+        log.info("fitting the %s vocabulary on %d images", model.spec, len(images))
+        model.fit(images.paths, progress=options.progress)
+        return True
     if not _needs_data_init(model):
         return False
     from vgloc.data import ImageDataset, build_transform
@@ -214,7 +248,7 @@ def initialize_aggregator_if_needed(
 
 def build_index(
     images: str | Path | GeoImageSet,
-    model: str | GeoLocalizationModel,
+    model: str | Describer,
     out: str | Path | None = None,
     *,
     checkpoint: str | Path | None = None,
@@ -281,8 +315,11 @@ def build_index(
     else:
         # Random or data-initialised weights cannot be rebuilt from the spec alone:
         # keep them with the index so that `locate` describes queries with the same network.
-        extra["model_file"] = MODEL_FILE_IN_INDEX
-        model_files[MODEL_FILE_IN_INDEX] = lambda path: save_model(net, path)
+        from vgloc.models.classical import ClassicalDescriber
+
+        name = CLASSICAL_FILE_IN_INDEX if isinstance(net, ClassicalDescriber) else MODEL_FILE_IN_INDEX
+        extra["model_file"] = name
+        model_files[name] = net.save if isinstance(net, ClassicalDescriber) else lambda p: save_model(net, p)
     index = GeoIndex.build(
         descriptors.astype(np.float32),
         image_set,
@@ -302,9 +339,9 @@ def build_index(
 
 def load_index_and_model(
     index: str | Path | GeoIndex,
-    model: str | GeoLocalizationModel | None = None,
+    model: str | Describer | None = None,
     checkpoint: str | Path | None = None,
-) -> tuple[GeoIndex, GeoLocalizationModel]:
+) -> tuple[GeoIndex, Describer]:
     """Open an index and the model that describes queries for it, refusing mismatches.
 
     Without ``model``/``checkpoint`` the network recorded by the index is used: the
@@ -319,7 +356,13 @@ def load_index_and_model(
         if idx.model is not None:
             net = idx.model.eval()
         elif extra.get("model_file") and idx.path is not None:
-            net = load_model(Path(idx.path) / extra["model_file"]).eval()
+            model_path = Path(idx.path) / extra["model_file"]
+            if model_path.suffix == ".npz":
+                from vgloc.models.classical import ClassicalDescriber
+
+                net = ClassicalDescriber.load(model_path)
+            else:
+                net = load_model(model_path).eval()
         elif extra.get("checkpoint"):
             ckpt = Path(extra["checkpoint"])
             if not ckpt.is_file():
@@ -341,10 +384,10 @@ def locate(
     photos: Sequence[str | Path],
     index: str | Path | GeoIndex,
     *,
-    model: str | GeoLocalizationModel | None = None,
+    model: str | Describer | None = None,
     checkpoint: str | Path | None = None,
     top_k: int = 5,
-    method: str = "kde",
+    method: str = "nearest",
     kde: KDEParams = DEFAULT_KDE,
     search_params: str | None = None,
     options: ExtractionOptions | None = None,
@@ -356,7 +399,7 @@ def locate(
         index: an index directory (from :func:`build_index`) or a loaded index.
         model, checkpoint: override the network recorded in the index (must match its spec).
         top_k: matches to report per photo.
-        method: ``"kde"`` (kNN kernel density, default) or ``"nearest"``.
+        method: ``"nearest"`` (default) or ``"kde"`` (kNN kernel density).
         kde: kernel parameters (k neighbours, exponent m, sigma in metres).
         search_params: FAISS search parameters, e.g. ``"nprobe=32"``.
         options: extraction options; by default the index's image size is used.
@@ -492,7 +535,7 @@ class EvalResult:
 def evaluate(
     dataset: str | Path,
     split: str = "test",
-    model: str | GeoLocalizationModel | None = "resnet18+gem+fc512",
+    model: str | Describer | None = "resnet18+gem+fc512",
     *,
     checkpoint: str | Path | None = None,
     pretrained: bool = False,

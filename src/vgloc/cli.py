@@ -169,16 +169,14 @@ def extraction_options(args: argparse.Namespace, brightness: float | None = None
 # --------------------------------------------------------------------------- logging
 
 
-def setup_logging(level: str, run_dir: Path | None) -> None:
+def setup_logging(level: str, run_dir: Path | None) -> list[logging.Handler]:
     """Console logging at ``level``; a debug log file in ``run_dir`` when given.
 
     Configured here (the CLI entry point), never at import, so library users keep
-    control of logging.
+    control of logging. Returns the handlers so :func:`main` can remove them again.
     """
     root = logging.getLogger("vgloc")
     root.setLevel(logging.DEBUG)
-    for h in list(root.handlers):
-        root.removeHandler(h)
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(getattr(logging, level.upper()))
     console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
@@ -189,6 +187,7 @@ def setup_logging(level: str, run_dir: Path | None) -> None:
         fh.setLevel(logging.DEBUG)
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(fh)
+    return list(root.handlers)
 
 
 def default_run_dir(command: str) -> Path:
@@ -199,9 +198,13 @@ def default_run_dir(command: str) -> Path:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from vgloc.models import list_models
+    import fnmatch
 
-    rows = list_models(args.pattern)
+    from vgloc.models import list_models
+    from vgloc.models.classical import classical_rows
+
+    rows: list[Any] = list(list_models(args.pattern))
+    rows += [r for r in classical_rows() if fnmatch.fnmatch(r["name"], args.pattern)]
     if not rows:
         print(f"no registered component matches {args.pattern!r}")
         return EXIT_ERROR
@@ -210,7 +213,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def _format_rows(rows: Sequence[Any]) -> str:
-    dicts = [r if isinstance(r, dict) else vars(r) for r in rows]
+    import dataclasses
+
+    dicts = [r if isinstance(r, dict) else dataclasses.asdict(r) for r in rows]
     keys = list(dicts[0])
     widths = {k: max(len(k), *(len(str(d.get(k, ""))) for d in dicts)) for k in keys}
     lines = ["  ".join(k.ljust(widths[k]) for k in keys)]
@@ -407,9 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=positive_int, default=5, help="matches to list per photo (default: 5)")
     p.add_argument(
         "--method",
-        default="kde",
-        choices=["kde", "nearest"],
-        help="kde: im2gps kNN kernel density (default); nearest: position of the top match",
+        default="nearest",
+        choices=["nearest", "kde"],
+        help="nearest: position of the top match (default); kde: im2gps kNN kernel density "
+        "(see BENCHMARKS.md for when it helps)",
     )
     p.add_argument("--kde-k", type=positive_int, default=10, help="neighbours in the density (default: 10)")
     p.add_argument("--kde-m", type=float, default=4.0, help="weight = similarity^m (default: 4)")
@@ -530,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if run_dir is None and getattr(args, "writes_results", False):
         run_dir = default_run_dir(args.command)
         args.run_dir = run_dir
-    setup_logging(args.log_level, run_dir)
+    handlers = setup_logging(args.log_level, run_dir)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
@@ -543,6 +549,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.debug("error details", exc_info=True)
         log.error("%s", err)
         return EXIT_ERROR
+    finally:
+        # Leave logging as we found it (main() may be called from Python, e.g. in tests).
+        for handler in handlers:
+            logging.getLogger("vgloc").removeHandler(handler)
+            handler.close()
 
 
 if __name__ == "__main__":

@@ -43,7 +43,9 @@ def validate_latlon(lat: np.ndarray | float, lon: np.ndarray | float, what: str 
     if np.any(np.abs(lon_a) > 180):
         raise GeoError(f"{what}: longitude {lon_a[np.abs(lon_a) > 180].ravel()[0]} outside [-180, 180]")
     if np.any(lat_a > 84) or np.any(lat_a < -80):
-        raise GeoError(f"{what}: latitude outside [-80, 84] degrees is outside the UTM system (polar regions)")
+        raise GeoError(
+            f"{what}: latitude outside [-80, 84] degrees is outside the UTM system (polar regions)"
+        )
 
 
 def haversine_m(

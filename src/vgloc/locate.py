@@ -2,10 +2,10 @@
 
 Two prediction modes:
 
-``nearest``
+``nearest`` (default)
     The position of the most similar database image (the field's Recall@1 view).
 
-``kde`` (default)
+``kde``
     The im2gps kNN kernel density estimate (Hays & Efros 2008; Vo et al. 2017):
     each of the top-``k`` neighbours is an isotropic Gaussian of ``sigma_m``
     metres centred on its position, weighted by ``max(similarity, 0) ** m``;
@@ -19,6 +19,11 @@ sigma equals the field's 25 m correctness threshold, so neighbours that would
 count as the same place reinforce each other; ``m=4`` makes a neighbour of
 similarity 0.9 count about 1.6 times one of 0.8. For world-scale data pass a
 sigma in kilometres' worth of metres (e.g. ``sigma_m=50_000``).
+
+``nearest`` is the default because the density only helps when similarities
+separate right from wrong neighbours: with untrained descriptors (all we can run
+offline) every top-k similarity is about equal and the density drifts towards
+the middle of unrelated neighbours (``benchmarks/bench_locate_modes.py``).
 
 Confidence (both modes) is the *spatial consensus* of the retrieved evidence:
 
@@ -147,7 +152,7 @@ def kernel_density(
 def predict_position(
     similarities: np.ndarray,
     neighbour_xy: np.ndarray,
-    method: str = "kde",
+    method: str = "nearest",
     params: KDEParams = DEFAULT_KDE,
 ) -> tuple[np.ndarray, float]:
     """Predict one query's metric position from its ranked neighbours.
@@ -194,7 +199,7 @@ def predict_positions(
     similarities: np.ndarray,
     neighbour_ids: np.ndarray,
     database_xy: np.ndarray,
-    method: str = "kde",
+    method: str = "nearest",
     params: KDEParams = DEFAULT_KDE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised over queries: :func:`predict_position` for each row.

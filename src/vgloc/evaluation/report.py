@@ -28,12 +28,12 @@ THUMB_HEIGHT = 96
 
 def thumbnail_data_uri(path: str | Path, height: int = THUMB_HEIGHT) -> str:
     """A small JPEG of ``path`` as a ``data:`` URI (for embedding in HTML)."""
-    with Image.open(path) as img:
-        img = img.convert("RGB")
-        width = max(1, round(img.width * height / img.height))
-        img = img.resize((width, height), Image.Resampling.BILINEAR)
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=80)
+    with Image.open(path) as opened:
+        rgb = opened.convert("RGB")
+    width = max(1, round(rgb.width * height / rgb.height))
+    small = rgb.resize((width, height), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    small.save(buf, format="JPEG", quality=80)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
