@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from vgloc.index import GeoIndex
     from vgloc.models import GeoLocalizationModel
     from vgloc.models.classical import ClassicalDescriber
+    from vgloc.rerank.cache import FeatureCache
+    from vgloc.rerank.pipeline import SweepPoint
 
     # What turns images into descriptors: a torch network or a classical (weight-free) describer.
     Describer: TypeAlias = GeoLocalizationModel | ClassicalDescriber
@@ -391,6 +393,10 @@ def locate(
     kde: KDEParams = DEFAULT_KDE,
     search_params: str | None = None,
     options: ExtractionOptions | None = None,
+    rerank: str | None = None,
+    rerank_k: int = 100,
+    rerank_cache: str | Path | FeatureCache | None = None,
+    rerank_fusion: str | None = None,
 ) -> list[Prediction]:
     """Predict the GPS position of each photo by retrieval against an index.
 
@@ -403,12 +409,21 @@ def locate(
         kde: kernel parameters (k neighbours, exponent m, sigma in metres).
         search_params: FAISS search parameters, e.g. ``"nprobe=32"``.
         options: extraction options; by default the index's image size is used.
+        rerank: a local re-ranker spec (``rootsift+mnn+ransac``, ...): each photo's top
+            ``rerank_k`` candidates are re-ordered by geometric verification before the
+            position is predicted; each re-ranked :class:`Match` carries its ``inliers``.
+        rerank_k: how many candidates to re-rank (default 100; clipped to the database).
+        rerank_cache: an HDF5 local-feature cache (path or ``FeatureCache``) so database
+            features are extracted once, not per call.
+        rerank_fusion: None (inliers alone), ``"zscore"`` or ``"linear"`` fusion with the
+            global similarity.
 
     Returns:
         One :class:`Prediction` per photo, in order.
     """
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
+    _check_rerank_args(rerank, rerank_k, rerank_cache, rerank_fusion, None)
     paths = [Path(p) for p in photos]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
@@ -420,8 +435,19 @@ def locate(
     options = options or ExtractionOptions(image_size=idx.metadata.image_size, progress=False)
     query_desc = compute_descriptors(net, paths, options, queries=True)
     k = max(top_k, kde.k)
+    if rerank is not None:
+        k = max(k, rerank_k)
     sims, ids = idx.search(query_desc, k, search_params)
     db = idx.images
+    inliers = None
+    if rerank is not None:
+        from vgloc.rerank.pipeline import score_candidates
+
+        reordered = score_candidates(
+            paths, db.paths, ids, sims, rerank, k=rerank_k, cache=rerank_cache, fusion=rerank_fusion
+        ).rerank()
+        assert reordered.similarities is not None  # similarities were passed in
+        ids, sims, inliers = reordered.predictions, reordered.similarities, reordered.inliers
     xy, confidence = predict_positions(sims, ids, db.utm, method, kde)
     lat, lon = (
         db.frame.to_latlon(np.nan_to_num(xy)) if db.frame is not None else (np.full(len(xy), np.nan),) * 2
@@ -438,6 +464,7 @@ def locate(
                 utm_east=float(db.utm[i, 0]),
                 utm_north=float(db.utm[i, 1]),
                 similarity=float(sims[q, r]),
+                inliers=None if inliers is None or inliers[q, r] < 0 else int(inliers[q, r]),
             )
             for r, i in enumerate(ids[q][:top_k])
             if i >= 0
@@ -459,8 +486,49 @@ def locate(
 
 
 @dataclass
+class RerankedDomain:
+    """One query domain after re-ranking its top-``k`` retrieved candidates with local features.
+
+    Attributes:
+        spec: the re-ranker spec (``rootsift+mnn+ransac``, ...).
+        k: how many leading candidates were re-ranked (clipped to the database size).
+        fusion: None (inlier counts alone) or the fusion with the global similarity.
+        recalls: ``{N: Recall@N}`` after re-ranking.
+        predictions: (Q, W) database indices after re-ranking (beyond ``k``: retrieval order).
+        similarities: (Q, W) global similarities aligned with ``predictions``.
+        scores: (Q, W) ranking scores aligned with ``predictions`` (NaN beyond ``k``).
+        inliers: (Q, W) inlier counts aligned with ``predictions`` (-1 beyond ``k``).
+        ms_per_query: mean re-ranking time per query (query features + ``k`` verifications).
+        database_ms_per_image: mean time to prepare one database image's local
+            features before the timed part (extraction, or reading the HDF5 cache).
+        sweep: Recall@N and ms/query for each K of a sweep (empty without one).
+    """
+
+    spec: str
+    k: int
+    fusion: str | None
+    recalls: dict[int, float]
+    predictions: np.ndarray = field(repr=False)
+    similarities: np.ndarray = field(repr=False)
+    scores: np.ndarray = field(repr=False)
+    inliers: np.ndarray = field(repr=False)
+    ms_per_query: float
+    database_ms_per_image: float = float("nan")
+    sweep: list[SweepPoint] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """How the re-ranking is named in tables, e.g. ``+ rootsift+mnn+ransac@100``."""
+        return f"+ {self.spec}@{self.k}" + (f" ({self.fusion})" if self.fusion else "")
+
+
+@dataclass
 class DomainResult:
-    """Recall of one query folder (domain) against the split's database."""
+    """Recall of one query folder (domain) against the split's database.
+
+    ``rerank`` holds the same domain after local re-ranking when ``evaluate`` was asked
+    for it (``recalls``/``predictions`` here are always retrieval alone).
+    """
 
     domain: str
     num_queries: int
@@ -469,6 +537,7 @@ class DomainResult:
     predictions: np.ndarray  # (Q, K) database indices
     similarities: np.ndarray  # (Q, K)
     positives: list[np.ndarray] = field(repr=False, default_factory=list)
+    rerank: RerankedDomain | None = None
 
 
 @dataclass
@@ -485,15 +554,32 @@ class EvalResult:
     seconds: float
 
     def table(self) -> str:
-        """A Markdown table: one row per query domain, one column per R@N."""
+        """A Markdown table: one row per query domain, one column per R@N.
+
+        With re-ranking, each domain gets a second row (``<domain> + <spec>@<K>``) with
+        the re-ranked recalls, and a column with the re-ranking time per query.
+        """
+        reranked = any(d.rerank is not None for d in self.domains.values())
         head = "| domain | queries | " + " | ".join(f"R@{n}" for n in self.recall_values) + " | no positive |"
         rule = "|---|---:|" + "---:|" * len(self.recall_values) + "---:|"
-        rows = [
-            f"| {d.domain} | {d.num_queries} | "
-            + " | ".join(f"{d.recalls[n]:.1f}" for n in self.recall_values)
-            + f" | {d.queries_without_positives} |"
-            for d in self.domains.values()
-        ]
+        if reranked:
+            head += " re-rank ms/query |"
+            rule += "---:|"
+        rows = []
+        for d in self.domains.values():
+            row = (
+                f"| {d.domain} | {d.num_queries} | "
+                + " | ".join(f"{d.recalls[n]:.1f}" for n in self.recall_values)
+                + f" | {d.queries_without_positives} |"
+            )
+            rows.append(row + (" |" if reranked else ""))
+            if d.rerank is not None:
+                r = d.rerank
+                rows.append(
+                    f"| {d.domain} {r.label} | {d.num_queries} | "
+                    + " | ".join(f"{r.recalls[n]:.1f}" for n in self.recall_values)
+                    + f" | {d.queries_without_positives} | {r.ms_per_query:.1f} |"
+                )
         return "\n".join([head, rule, *rows])
 
     def to_dict(
@@ -522,13 +608,35 @@ class EvalResult:
                     row["query"] = str(queries[name].paths[q])
                 if database is not None:
                     row["prediction_paths"] = [str(database.paths[i]) for i in d.predictions[q] if i >= 0]
+                if d.rerank is not None:
+                    # The re-ranked top-K, with each candidate's inliers and ranking score.
+                    rk = d.rerank.k
+                    row["rerank"] = {
+                        "predictions": d.rerank.predictions[q, :rk].tolist(),
+                        "inliers": d.rerank.inliers[q, :rk].tolist(),
+                        "scores": [None if s != s else round(float(s), 5) for s in d.rerank.scores[q, :rk]],
+                    }
                 per_query.append(row)
-            out["domains"][name] = {
+            domain: dict[str, Any] = {
                 "num_queries": d.num_queries,
                 "recalls": {str(n): v for n, v in d.recalls.items()},
                 "queries_without_positives": d.queries_without_positives,
-                "queries": per_query,
             }
+            if d.rerank is not None:
+                r = d.rerank
+                domain["rerank"] = {
+                    "spec": r.spec,
+                    "k": r.k,
+                    "fusion": r.fusion,
+                    "recalls": {str(n): v for n, v in r.recalls.items()},
+                    "ms_per_query": round(r.ms_per_query, 3),
+                    "database_ms_per_image": None
+                    if r.database_ms_per_image != r.database_ms_per_image
+                    else round(r.database_ms_per_image, 3),
+                    "sweep": [p.to_dict() for p in r.sweep],
+                }
+            domain["queries"] = per_query
+            out["domains"][name] = domain
         return out
 
 
@@ -548,6 +656,12 @@ def evaluate(
     out_dir: str | Path | None = None,
     seed: int = 0,
     index: str | Path | GeoIndex | None = None,
+    rerank: str | None = None,
+    rerank_k: int = 100,
+    rerank_cache: str | Path | FeatureCache | None = None,
+    rerank_fusion: str | None = None,
+    rerank_fusion_weight: float = 0.5,
+    rerank_sweep: Sequence[int] | None = None,
 ) -> EvalResult:
     """Recall@N on a dataset in the field's layout, with the field's protocol.
 
@@ -569,6 +683,20 @@ def evaluate(
         index: a prebuilt index of this split's database (path or object); its model is
             used unless ``model``/``checkpoint`` are passed explicitly, and it must hold
             exactly the split's database images.
+        rerank: a local re-ranker spec (``rootsift+mnn+ransac``, ``sift+ratio+fundamental``,
+            ...): after retrieval, each domain's top ``rerank_k`` are re-ordered by
+            geometric verification and reported in ``DomainResult.rerank`` beside the
+            retrieval-only recalls (To-Match-or-Not-to-Match's protocol, PROTOCOLS 6.2).
+        rerank_k: how many candidates to re-rank (default 100; clipped to the database
+            size). Retrieval fetches ``max(rerank_k, max(recall_values))``.
+        rerank_cache: an HDF5 local-feature cache (path or :class:`~vgloc.rerank.FeatureCache`)
+            so database features are extracted once across runs.
+        rerank_fusion: None (inliers alone), ``"zscore"`` or ``"linear"`` fusion with the
+            global similarity; ``rerank_fusion_weight`` weighs the global term.
+        rerank_sweep: K values (e.g. ``[1, 5, 10, 20, 50, 100]``): the top-max(K) are
+            verified once and re-ordered for each K (Recall@N and ms/query per K, in
+            ``DomainResult.rerank.sweep``); with ``out_dir``, ``rerank_sweep.csv``, ``.md``
+            and ``.png`` are written there.
 
     Returns:
         An :class:`EvalResult`.
@@ -581,6 +709,8 @@ def evaluate(
     options = options or ExtractionOptions()
     recall_values = tuple(sorted({int(n) for n in recall_values}))
     t_start = time.perf_counter()
+    # Bad re-ranking settings fail here, before minutes of description and search.
+    _check_rerank_args(rerank, rerank_k, rerank_cache, rerank_fusion, rerank_sweep, rerank_fusion_weight)
     bench = load_split(dataset, split, progress=options.progress)
     wanted = list(bench.queries) if domains is None else list(domains)
     unknown = [d for d in wanted if d not in bench.queries]
@@ -611,22 +741,62 @@ def evaluate(
             search_params=_default_search_params(factory, search_params),
         )
     k = max(recall_values)
+    num_db = len(bench.database)
+    rerank_k_used = min(int(rerank_k), num_db)
+    sweep_ks = None if rerank_sweep is None else _sweep_ks(rerank_sweep, num_db)
+    # Verify once at the largest K needed; smaller Ks re-use those scores.
+    score_k = max(rerank_k_used, *(sweep_ks or [0]))
+    if rerank is not None:
+        k = max(k, score_k)
     results: dict[str, DomainResult] = {}
-    for name in wanted:
-        queries = bench.queries[name]
-        q_desc = compute_descriptors(net, queries.paths, options, queries=True)
-        sims, ids = index.search(q_desc, k, search_params)
-        positives = positives_within(bench.database.utm, queries.utm, threshold_m)
-        results[name] = DomainResult(
-            domain=name,
-            num_queries=len(queries),
-            recalls=recall_at_n(ids, positives, recall_values),
-            queries_without_positives=count_without_positives(positives),
-            predictions=ids,
-            similarities=sims,
-            positives=positives,
-        )
-        log.info("%s/%s: %s", split, name, results[name].recalls)
+    reranker = None
+    if rerank is not None:
+        from vgloc.rerank import Reranker
+
+        reranker = Reranker(rerank, cache=rerank_cache)
+    try:
+        for name in wanted:
+            queries = bench.queries[name]
+            q_desc = compute_descriptors(net, queries.paths, options, queries=True)
+            sims, ids = index.search(q_desc, k, search_params)
+            positives = positives_within(bench.database.utm, queries.utm, threshold_m)
+            results[name] = DomainResult(
+                domain=name,
+                num_queries=len(queries),
+                recalls=recall_at_n(ids, positives, recall_values),
+                queries_without_positives=count_without_positives(positives),
+                predictions=ids,
+                similarities=sims,
+                positives=positives,
+            )
+            log.info(
+                "%s/%s: %s", split, name, {f"R@{n}": round(v, 1) for n, v in results[name].recalls.items()}
+            )
+            if reranker is not None:
+                reranked = _rerank_domain(
+                    reranker,
+                    queries.paths,
+                    bench.database.paths,
+                    results[name],
+                    score_k=score_k,
+                    k=rerank_k_used,
+                    sweep_ks=sweep_ks,
+                    recall_values=recall_values,
+                    fusion=rerank_fusion,
+                    fusion_weight=rerank_fusion_weight,
+                    progress=options.progress,
+                )
+                results[name].rerank = reranked
+                log.info(
+                    "%s/%s %s: %s",
+                    split,
+                    name,
+                    reranked.label,
+                    {f"R@{n}": round(v, 1) for n, v in reranked.recalls.items()},
+                )
+    finally:
+        if reranker is not None:
+            reranker.close()
     result = EvalResult(
         split=split,
         model_spec=net.spec,
@@ -647,9 +817,112 @@ def evaluate(
         },
         seconds=time.perf_counter() - t_start,
     )
+    if rerank is not None:
+        result.settings["rerank"] = {
+            "spec": str(reranker.spec) if reranker is not None else rerank,
+            "k": rerank_k_used,
+            "retrieved": min(k, num_db),
+            "fusion": rerank_fusion,
+            "fusion_weight": rerank_fusion_weight if rerank_fusion else None,
+            "cache": None if rerank_cache is None else str(getattr(rerank_cache, "path", rerank_cache)),
+            "sweep": sweep_ks,
+        }
     if out_dir is not None:
         write_json_atomic(
             Path(out_dir) / "results.json",
             result.to_dict(bench.database, {n: bench.queries[n] for n in wanted}),
         )
+        if sweep_ks:
+            from vgloc.rerank.pipeline import write_sweep
+
+            curves = {n: d.rerank.sweep for n, d in results.items() if d.rerank is not None}
+            write_sweep(
+                curves,
+                out_dir,
+                title=f"{net.spec} + {reranker.spec if reranker is not None else rerank} ({split})",
+                baseline={n: d.recalls for n, d in results.items()},
+            )
     return result
+
+
+def _check_rerank_args(
+    rerank: str | None,
+    rerank_k: int,
+    rerank_cache: object,
+    rerank_fusion: str | None,
+    rerank_sweep: Sequence[int] | None,
+    rerank_fusion_weight: float = 0.5,
+) -> None:
+    """Validate the re-ranking arguments of :func:`evaluate` / :func:`locate` up front."""
+    if rerank is None:
+        extras = {"rerank_cache": rerank_cache, "rerank_fusion": rerank_fusion, "rerank_sweep": rerank_sweep}
+        given = [name for name, value in extras.items() if value is not None]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} given without a re-ranker: pass rerank='rootsift+mnn+ransac' (or another spec)"
+            )
+        return
+    from vgloc.rerank import parse_spec
+
+    parse_spec(rerank)  # raises with the valid extractors/matchers/verifiers listed
+    if isinstance(rerank_k, bool) or not isinstance(rerank_k, (int, np.integer)) or rerank_k < 1:
+        raise ValueError(f"rerank_k must be a positive integer, got {rerank_k!r}")
+    if rerank_fusion not in (None, "zscore", "linear"):
+        raise ValueError(f"rerank_fusion must be None, 'zscore' or 'linear', got {rerank_fusion!r}")
+    if rerank_fusion == "zscore" and not 0.0 <= rerank_fusion_weight <= 1.0:
+        raise ValueError(f"zscore fusion weight must be in [0, 1], got {rerank_fusion_weight}")
+    if rerank_sweep is not None:
+        _sweep_ks(rerank_sweep, None)
+
+
+def _sweep_ks(ks: Sequence[int], limit: int | None) -> list[int]:
+    from vgloc.rerank.pipeline import check_sweep_ks
+
+    return check_sweep_ks(ks, limit)
+
+
+def _rerank_domain(
+    reranker: Any,
+    query_paths: Sequence[Path],
+    database_paths: Sequence[Path],
+    retrieved: DomainResult,
+    *,
+    score_k: int,
+    k: int,
+    sweep_ks: Sequence[int] | None,
+    recall_values: Sequence[int],
+    fusion: str | None,
+    fusion_weight: float,
+    progress: bool,
+) -> RerankedDomain:
+    """Verify one domain's top-``score_k`` once; re-order its top ``k`` (and each sweep K)."""
+    from vgloc.rerank.pipeline import rerank_sweep, score_candidates
+
+    scored = score_candidates(
+        query_paths,
+        database_paths,
+        retrieved.predictions,
+        retrieved.similarities,
+        reranker,
+        k=score_k,
+        fusion=fusion,
+        fusion_weight=fusion_weight,
+        # The next domain searches the same database: keep its local features in memory.
+        keep_features=True,
+        progress=progress,
+    )
+    rr = scored.rerank(min(k, scored.k))
+    assert rr.similarities is not None  # similarities were passed in
+    return RerankedDomain(
+        spec=scored.spec,
+        k=rr.k,
+        fusion=fusion,
+        recalls=recall_at_n(rr.predictions, retrieved.positives, recall_values),
+        predictions=rr.predictions,
+        similarities=rr.similarities,
+        scores=rr.scores,
+        inliers=rr.inliers,
+        ms_per_query=rr.ms_per_query,
+        database_ms_per_image=scored.database_ms_per_image,
+        sweep=rerank_sweep(scored, sweep_ks, retrieved.positives, recall_values) if sweep_ks else [],
+    )

@@ -166,6 +166,56 @@ def extraction_options(args: argparse.Namespace, brightness: float | None = None
     )
 
 
+def add_rerank_options(p: argparse.ArgumentParser, evaluation: bool = False) -> None:
+    """Local-feature re-ranking of the retrieved candidates (``locate`` and ``eval``)."""
+    g = p.add_argument_group("re-ranking (local features + geometric verification)")
+    g.add_argument(
+        "--rerank",
+        metavar="SPEC",
+        default=None,
+        help="re-rank the top candidates with extractor+matcher+verifier, e.g. rootsift+mnn+ransac, "
+        "sift+ratio+fundamental, orb+mnn+ransac, akaze+mnn+ransac, rootsift+mnn+rss (default: off)",
+    )
+    g.add_argument(
+        "--rerank-k",
+        type=positive_int,
+        default=100,
+        metavar="K",
+        help="candidates to re-rank per query, clipped to the database size (default: 100)",
+    )
+    g.add_argument(
+        "--rerank-cache",
+        type=Path,
+        default=None,
+        metavar="FILE.h5",
+        help="HDF5 cache of local features, so database features are extracted once across runs",
+    )
+    g.add_argument(
+        "--rerank-fusion",
+        default=None,
+        choices=["zscore", "linear"],
+        help="also weigh in the global similarity (default: rank by the verification score alone)",
+    )
+    if evaluation:
+        g.add_argument(
+            "--rerank-fusion-weight",
+            type=float,
+            default=0.5,
+            metavar="W",
+            help="weight of the global similarity in the fusion (default: 0.5)",
+        )
+        g.add_argument(
+            "--rerank-sweep",
+            type=parse_int_list,
+            default=None,
+            metavar="K1,K2,...",
+            help="also sweep K (e.g. 1,5,10,20,50,100): the top-max(K) are verified once and "
+            "re-ordered for each K using only the first K scores; the time at K is the query's "
+            "feature extraction plus the measured verification time of its first K candidates. "
+            "Writes rerank_sweep.csv/.md/.png (Recall@N and ms/query against K) to the output folder",
+        )
+
+
 # --------------------------------------------------------------------------- logging
 
 
@@ -270,6 +320,10 @@ def cmd_locate(args: argparse.Namespace) -> int:
         kde=kde,
         search_params=args.search_params,
         options=options,
+        rerank=args.rerank,
+        rerank_k=args.rerank_k,
+        rerank_cache=args.rerank_cache,
+        rerank_fusion=args.rerank_fusion,
     )
     if args.json:
         print(json.dumps([p.to_dict() for p in predictions], indent=2))
@@ -282,7 +336,8 @@ def cmd_locate(args: argparse.Namespace) -> int:
         )
         print(f"{p.query}\n  position   {where}\n  confidence {p.confidence:.2f} ({p.method})")
         for m in p.matches:
-            print(f"  #{m.rank:<2} sim {m.similarity:.3f}  {m.lat:.6f}, {m.lon:.6f}  {m.path}")
+            verified = "" if m.inliers is None else f"  {m.inliers:>4} inliers"
+            print(f"  #{m.rank:<2} sim {m.similarity:.3f}{verified}  {m.lat:.6f}, {m.lon:.6f}  {m.path}")
     return 0
 
 
@@ -304,6 +359,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         options=extraction_options(args, brightness=args.test_brightness),
         out_dir=out_dir,
         seed=args.seed,
+        rerank=args.rerank,
+        rerank_k=args.rerank_k,
+        rerank_cache=args.rerank_cache,
+        rerank_fusion=args.rerank_fusion,
+        rerank_fusion_weight=args.rerank_fusion_weight,
+        rerank_sweep=args.rerank_sweep,
     )
     print(
         f"{result.model_spec} on {args.dataset} [{args.split}], {result.num_database} database images, "
@@ -312,6 +373,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(result.table())
     if out_dir:
         print(f"results: {Path(out_dir) / 'results.json'}")
+        if args.rerank_sweep:
+            from vgloc.rerank.pipeline import SWEEP_STEM
+
+            stem = Path(out_dir) / SWEEP_STEM
+            print(f"K sweep: {stem}.md, {stem}.csv, {stem}.png")
+    return 0
+
+
+def cmd_rerank_show(args: argparse.Namespace) -> int:
+    from vgloc.rerank import Reranker, visualize_pair
+
+    for path in (args.query, args.candidate):
+        if not path.is_file():
+            raise FileNotFoundError(f"image not found: {path}")
+    if args.max_outliers < 0:
+        raise ValueError(f"--max-outliers must be >= 0, got {args.max_outliers}")
+    with Reranker(args.spec) as reranker:
+        out, ver = visualize_pair(
+            args.query,
+            args.candidate,
+            args.out,
+            reranker,
+            height=args.height,
+            max_outliers=args.max_outliers,
+        )
+    print(f"{reranker.spec}: {ver.num_inliers} inliers, score {ver.score:.4g} -> {out}")
     return 0
 
 
@@ -325,15 +412,19 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from vgloc.api import ExtractionOptions
-    from vgloc.demo import run_demo
+    from vgloc.demo import cpu_has_fast_bf16, run_demo
 
     t0 = time.perf_counter()
+    precision = args.precision
+    channels_last = args.channels_last
+    if precision == "auto" and args.device == "cpu" and cpu_has_fast_bf16():
+        precision, channels_last = "bf16", True  # the CPU fast path (BENCHMARKS.md)
     options = ExtractionOptions(
         image_size=args.resize,
         batch_size=args.batch_size,
         device=args.device,
-        precision=args.precision,
-        channels_last=args.channels_last,
+        precision=precision,
+        channels_last=channels_last,
         progress=not args.no_progress,
     )
     demo = run_demo(
@@ -347,7 +438,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     r = demo.result
     print(
-        f"\nvgloc demo: {r.model_spec} (random initialisation) on the synthetic city "
+        f"\nvgloc demo: {r.model_spec} (random initialisation, {precision}) on the synthetic city "
         f"[{args.size}, test split], {r.num_database} database images, positives within {r.threshold_m:g} m"
     )
     print(r.table())
@@ -442,6 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "fp32", "bf16", "fp16"],
         help="autocast precision",
     )
+    add_rerank_options(p)
     add_runtime_options(p)
     p.set_defaults(func=cmd_locate, writes_results=False)
 
@@ -482,8 +574,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="folder for results.json (default: the run folder)")
     add_model_options(p)
     add_extraction_options(p)
+    add_rerank_options(p, evaluation=True)
     add_runtime_options(p)
     p.set_defaults(func=cmd_eval, writes_results=True)
+
+    p = sub.add_parser(
+        "rerank-show",
+        help="draw a query-candidate pair's local matches (inliers green, outliers red)",
+        description="Match QUERY with CANDIDATE using a re-ranker spec, verify the matches "
+        "geometrically and write a side-by-side PNG: inliers green, outliers red, the inlier "
+        "count in the title.",
+    )
+    p.add_argument("query", type=Path, help="the query image")
+    p.add_argument("candidate", type=Path, help="the candidate (database) image")
+    p.add_argument(
+        "--spec",
+        default="rootsift+mnn+ransac",
+        help="re-ranker spec extractor+matcher+verifier (default: rootsift+mnn+ransac)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="the PNG file to write")
+    p.add_argument("--height", type=positive_int, default=480, help="figure height in pixels (default: 480)")
+    p.add_argument(
+        "--max-outliers",
+        type=int,
+        default=200,
+        help="draw at most this many outliers, evenly subsampled, so inliers stay visible (default: 200)",
+    )
+    add_runtime_options(p)
+    p.set_defaults(func=cmd_rerank_show, writes_results=False)
 
     p = sub.add_parser("synth", help="generate the synthetic city benchmark")
     p.add_argument("--out", type=Path, required=True, help="dataset root to write")
@@ -519,7 +637,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         default="auto",
         choices=["auto", "fp32", "bf16", "fp16"],
-        help="autocast precision",
+        help="autocast precision (default: auto = bf16 + channels-last on CPUs with native bf16, "
+        "fp16 on CUDA, else fp32)",
     )
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")

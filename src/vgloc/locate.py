@@ -69,7 +69,11 @@ DEFAULT_KDE = KDEParams()
 
 @dataclass
 class Match:
-    """One retrieved database image."""
+    """One retrieved database image.
+
+    ``inliers`` is the geometric-verification inlier count when the candidate was
+    re-ranked with local features (``locate(..., rerank=...)``), else None.
+    """
 
     rank: int
     index: int
@@ -79,6 +83,7 @@ class Match:
     utm_east: float
     utm_north: float
     similarity: float
+    inliers: int | None = None
 
 
 @dataclass
