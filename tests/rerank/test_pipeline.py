@@ -240,3 +240,36 @@ def test_bad_inputs_are_named(
     assert check_sweep_ks([100, 50, 1], limit=64) == [1, 50, 64]
     with pytest.raises(ValueError, match="no sweep points"):
         write_sweep({}, "unused")
+
+
+def test_database_features_beyond_the_memory_budget(
+    day: tuple[GeoImageSet, GeoImageSet, list[np.ndarray]],
+    shuffled: tuple[np.ndarray, np.ndarray],
+    scored: CandidateScores,
+    feature_cache: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    database, queries, _ = day
+    preds, sims = shuffled
+    expected = scored.rerank(3).predictions[:2]
+    # With an HDF5 cache they are prepared there (and read back during the timed loop)...
+    cached = score_candidates(
+        queries.paths[:2],
+        database.paths,
+        preds[:2],
+        sims[:2],
+        SPEC,
+        k=3,
+        cache=feature_cache,
+        memory_budget_mb=1e-3,
+    )
+    assert cached.database_images == len(np.unique(preds[:2, :3]))
+    np.testing.assert_array_equal(cached.rerank().predictions, expected)
+    # ...without one they are extracted on the fly, counted in the query time, and the user is told.
+    with caplog.at_level("WARNING", logger="vgloc.rerank.pipeline"):
+        fly = score_candidates(
+            queries.paths[:2], database.paths, preds[:2], sims[:2], SPEC, k=3, memory_budget_mb=1e-3
+        )
+    assert fly.database_images == 0 and np.isnan(fly.database_ms_per_image)
+    assert "do not fit in 0 MB" in caplog.text and "pass a cache file" in caplog.text
+    np.testing.assert_array_equal(fly.rerank().predictions, expected)

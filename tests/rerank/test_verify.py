@@ -186,3 +186,29 @@ def test_fuse_scores_hand_computed() -> None:
     np.testing.assert_allclose(fuse_scores(np.ones(3), sims, "zscore", 0.0), [0, 0, 0])
     with pytest.raises(ValueError, match="fusion mode"):
         fuse_scores(local, sims, "max")
+
+
+def test_degenerate_correspondences_give_no_model_instead_of_an_opencv_error() -> None:
+    # Real SIFT ratio-test matches from a synthetic-city pair (duplicate keypoints):
+    # OpenCV's USAC raises "!model.empty()" on them instead of returning no model.
+    import cv2
+
+    from vgloc.rerank.verify import fit_fundamental
+
+    p0 = np.array(
+        [[111.69, 114.31], [135.61, 113.15], [119.88, 112.21], [125.57, 113.37], [244.98, 136.67],
+         [244.98, 136.67], [153.98, 75.98], [153.98, 75.98], [134.89, 116.73]], np.float32
+    )  # fmt: skip
+    p1 = np.array(
+        [[126.28, 130.26], [154.06, 129.19], [135.70, 128.31], [142.24, 129.30], [232.49, 115.96],
+         [232.49, 115.96], [103.65, 28.06], [103.65, 28.06], [149.66, 133.79]], np.float32
+    )  # fmt: skip
+    try:
+        cv2.findFundamentalMat(p0, p1, cv2.USAC_MAGSAC, 3.0, 0.95, 2000)
+        raw_raises = False
+    except cv2.error:
+        raw_raises = True
+    model, inliers = fit_fundamental(p0, p1)
+    assert inliers.dtype == bool and inliers.shape == (9,)
+    if raw_raises:
+        assert model is None and not inliers.any()

@@ -241,7 +241,7 @@ def _features_nbytes(feats: Any) -> int:
 
 
 def _prepare_database(
-    reranker: Reranker, paths: Sequence[Path], memory_budget_mb: float, progress: bool
+    reranker: Reranker, paths: Sequence[Path], num_queries: int, memory_budget_mb: float, progress: bool
 ) -> tuple[int, float]:
     """Have the database candidates' features ready before timing queries.
 
@@ -257,15 +257,18 @@ def _prepare_database(
     # A generous per-image estimate (keypoint counts vary) decides whether all fit in memory.
     per_image = max(1, int(1.5 * _features_nbytes(first)))
     capacity = int(memory_budget_mb * 2**20 // per_image)
-    if len(paths) + 1 <= capacity:
-        # +1: the query's own features must stay in the LRU beside the database's.
-        reranker.memory_cache = max(reranker.memory_cache, len(paths) + 1)
+    room = len(paths) + num_queries + 1
+    if room <= capacity:
+        # The queries enter the LRU too: with room for them, no database image is evicted
+        # (and extracted again inside the timed loop) by a later query.
+        reranker.memory_cache = max(reranker.memory_cache, room)
     elif reranker.cache is None:
         log.warning(
-            "the features of %d database candidates do not fit in %.0f MB and there is no HDF5 "
-            "feature cache: they are extracted on the fly and counted in the time per query "
-            "(pass a cache file to prepare them once)",
+            "the features of %d database candidates and %d queries do not fit in %.0f MB and there "
+            "is no HDF5 feature cache: database features are extracted on the fly and counted in "
+            "the time per query (pass a cache file to prepare them once)",
             len(paths),
+            num_queries,
             memory_budget_mb,
         )
         return 0, float("nan")
@@ -369,7 +372,7 @@ def score_candidates(
         head = preds[:, :k]
         unique = np.unique(head[head >= 0])
         db_images, db_ms = _prepare_database(
-            reranker, [Path(database_paths[i]) for i in unique], memory_budget_mb, progress
+            reranker, [Path(database_paths[i]) for i in unique], q, memory_budget_mb, progress
         )
         dense = isinstance(reranker.matcher, DenseMatcher)
         from threadpoolctl import threadpool_limits

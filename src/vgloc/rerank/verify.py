@@ -121,14 +121,19 @@ def fit_homography(
     none = np.zeros(len(p0), bool)
     if len(p0) < 4:
         return None, none
-    H, mask = cv2.findHomography(
-        p0,
-        p1,
-        _method(method, "homography"),
-        float(threshold),
-        maxIters=int(max_iters),
-        confidence=float(confidence),
-    )
+    try:
+        H, mask = cv2.findHomography(
+            p0,
+            p1,
+            _method(method, "homography"),
+            float(threshold),
+            maxIters=int(max_iters),
+            confidence=float(confidence),
+        )
+    except cv2.error:
+        # OpenCV's USAC raises on degenerate samples (e.g. repeated keypoints) instead of
+        # returning no model; for re-ranking that candidate simply has no verified geometry.
+        return None, none
     if H is None or mask is None:
         return None, none
     return np.asarray(H, np.float64), mask.reshape(-1).astype(bool)
@@ -162,9 +167,14 @@ def fit_fundamental(
     none = np.zeros(len(p0), bool)
     if len(p0) < 8:
         return None, none
-    F, mask = cv2.findFundamentalMat(
-        p0, p1, _method(method, "fundamental"), float(threshold), float(confidence), int(max_iters)
-    )
+    try:
+        F, mask = cv2.findFundamentalMat(
+            p0, p1, _method(method, "fundamental"), float(threshold), float(confidence), int(max_iters)
+        )
+    except cv2.error:
+        # USAC raises "!model.empty()" when every sample is degenerate (duplicate
+        # keypoints); one such pair must not abort a whole evaluation: no model, 0 inliers.
+        return None, none
     if F is None or mask is None or np.asarray(F).shape != (3, 3):
         # A (9, 3) result is the 7-point solver's up to three solutions: not expected
         # from the robust methods, and treated as "no unique model" if it happens.
