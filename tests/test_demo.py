@@ -12,7 +12,9 @@ from vgloc.demo import cache_dir, run_demo
 
 
 def test_demo_writes_index_results_and_report(tiny_city_root: Path, tmp_path: Path) -> None:
-    demo = run_demo(tmp_path / "run", size="tiny", model="tiny+gem", dataset_dir=tiny_city_root, progress=False)
+    demo = run_demo(
+        tmp_path / "run", size="tiny", model="tiny+gem", dataset_dir=tiny_city_root, progress=False
+    )
     assert set(demo.result.domains) == {"queries", "queries_night", "queries_fog", "queries_occluded"}
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["model_spec"] == "tiny+gem"
@@ -24,7 +26,10 @@ def test_demo_writes_index_results_and_report(tiny_city_root: Path, tmp_path: Pa
 
 
 def test_synth_command_writes_the_standard_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["synth", "--out", str(tmp_path / "city"), "--size", "tiny", "--seed", "3", "--no-progress"]) == 0
+    assert (
+        main(["synth", "--out", str(tmp_path / "city"), "--size", "tiny", "--seed", "3", "--no-progress"])
+        == 0
+    )
     assert "tiny" in capsys.readouterr().out
     names = list((tmp_path / "city" / "images" / "val" / "database").glob("@*@.jpg"))
     assert names and (tmp_path / "city" / "city.json").is_file()

@@ -644,6 +644,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     add_runtime_options(p)
     p.set_defaults(func=cmd_demo, writes_results=True)
+
+    from vgloc.training.cli import add_train_parser
+
+    add_train_parser(sub)
     return parser
 
 

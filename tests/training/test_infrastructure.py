@@ -118,6 +118,8 @@ def test_schedulers() -> None:
     p = torch.nn.Parameter(torch.zeros(1))
     opt = build_optimizer([p], OptimConfig(lr=1.0))
     assert build_scheduler(opt, ScheduleConfig(scheduler="none")) is None
+    p.grad = torch.zeros(1)
+    opt.step()  # schedulers expect an optimizer step first
     plateau = build_scheduler(
         opt, ScheduleConfig(scheduler="plateau", plateau_patience=0, plateau_factor=0.5)
     )
@@ -127,6 +129,7 @@ def test_schedulers() -> None:
     opt2 = build_optimizer([p], OptimConfig(lr=1.0))
     cosine = build_scheduler(opt2, ScheduleConfig(scheduler="cosine", epochs=4))
     for _ in range(4):
+        opt2.step()
         step_scheduler(cosine, None)
     assert opt2.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
 

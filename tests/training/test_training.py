@@ -361,3 +361,33 @@ def test_missing_tensorboard_is_skipped_with_a_log_line(
     logger.close()
     assert not logger.tensorboard_enabled
     assert "pip install tensorboard" in caplog.text
+
+
+def test_netvlad_clusters_are_initialised_from_training_images_once(
+    train_city: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = small_config(
+        train_city,
+        "triplet",
+        "model.spec=tiny+netvlad8",
+        "model.netvlad_init_images=20",
+        "model.netvlad_init_per_image=10",
+        "schedule.epochs=1",
+    )
+    with caplog.at_level("INFO", logger="vgloc"):
+        result = train(cfg, run_dir=tmp_path / "run")
+    assert "initialising NetVLAD clusters from 20 training images" in caplog.text
+    assert result.model.aggregator.initialized
+    caplog.clear()
+    more = small_config(train_city, "triplet", *cfg_overrides(cfg), "schedule.epochs=2")
+    with caplog.at_level("INFO", logger="vgloc"):
+        train(more, resume=result.run_dir)
+    assert "initialising NetVLAD" not in caplog.text  # a resumed run keeps its trained clusters
+
+
+def cfg_overrides(cfg: Any) -> list[str]:
+    return [
+        f"model.spec={cfg.model.spec}",
+        f"model.netvlad_init_images={cfg.model.netvlad_init_images}",
+        f"model.netvlad_init_per_image={cfg.model.netvlad_init_per_image}",
+    ]

@@ -58,7 +58,9 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         "debug.log, steps.csv, metrics.csv/json, last.pt, best.pt and best_model.pt (usable with "
         "`vgloc index build / locate / eval --checkpoint`).",
     )
-    methods = p_train.add_subparsers(dest="method", metavar="METHOD", required=True)
+    methods = p_train.add_subparsers(
+        dest="method", metavar="METHOD", required=True, help="training method: triplet or cosplace"
+    )
     blurbs = {
         "triplet": (
             "VG-benchmark triplet training: mining with a cache refreshed every 1000 queries, "

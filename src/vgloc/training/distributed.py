@@ -17,7 +17,10 @@ Conventions of the trainers:
   step on the global batch up to floating-point summation order (BatchNorm
   statistics stay per process, as with plain DDP);
 * only rank 0 writes checkpoints, logs and metrics; logged losses are averaged over
-  processes.
+  processes; validation runs on rank 0 (the others wait) and its result is broadcast,
+  so every process takes the same model-selection and early-stopping decisions;
+* the triplet trainer's mining cache is described half by each process and gathered,
+  so every process mines the same tuples (checked).
 """
 
 from __future__ import annotations

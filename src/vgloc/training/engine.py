@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -236,8 +237,6 @@ class Trainer:
         n = self.cfg.runtime.num_workers
         if n is not None:
             return n
-        import os
-
         # One CPU stays with the training process itself.
         return max(0, min(8, (os.cpu_count() or 1) // self.dist.world_size - 1))
 
@@ -284,6 +283,9 @@ class Trainer:
         from vgloc.models import extract_descriptors
 
         n = len(dataset)  # type: ignore[arg-type]
+        # Each process holds the BatchNorm statistics of its own last batch: describe
+        # everything with rank 0's model, as DDP's next forward pass would.
+        self._sync_buffers()
         mine: Dataset[Any] = dataset
         if self.dist.enabled:
             mine = _Reindexed(Subset(dataset, list(range(self.dist.rank, n, self.dist.world_size))))
@@ -345,6 +347,10 @@ class Trainer:
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         return value
+
+    def reset_step_timer(self) -> None:
+        """Start timing the next step now (after work that is not a training step, e.g. mining)."""
+        self._last_step_time = time.perf_counter()
 
     def after_step(self, epoch: int, loss: float, images: int) -> None:
         """Bookkeeping after a step: counters, logs, progress bar, periodic checkpoint.

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -191,13 +192,6 @@ class TripletTrainer(Trainer):
             probe.plan(probe.sample_queries(t.cache_refresh_rate))
         except ValueError as err:
             raise ConfigError(f"triplet mining cannot work on this data: {err}") from err
-        size = cfg.data.image_size
-        self.query_loader = ImageLoader(self.queries.paths, size, cache=cfg.data.cache_images)
-        self.db_loader = ImageLoader(self.database.paths, size, cache=cfg.data.cache_images)
-        self.query_loader.preload()
-        self.db_loader.preload()
-        self.query_augment = TrainAugment(cfg.augment, size)
-        self.plain = TrainAugment(AugmentConfig(), size)
         kwargs: dict[str, Any] = dict(t.loss_params)
         if t.loss == "triplet":
             kwargs.setdefault("margin", t.margin)
@@ -207,6 +201,13 @@ class TripletTrainer(Trainer):
             raise ConfigError(
                 f"triplet.loss={t.loss!r} with triplet.loss_params={t.loss_params}: {err}"
             ) from err
+        size = cfg.data.image_size
+        self.query_loader = ImageLoader(self.queries.paths, size, cache=cfg.data.cache_images)
+        self.db_loader = ImageLoader(self.database.paths, size, cache=cfg.data.cache_images)
+        self.query_loader.preload()
+        self.db_loader.preload()
+        self.query_augment = TrainAugment(cfg.augment, size)
+        self.plain = TrainAugment(AugmentConfig(), size)
         log.info(
             "triplet data: %d database images, %d training queries (%d with a positive within %g m), "
             "%d val database images; %d steps per epoch of %d queries",
@@ -272,6 +273,7 @@ class TripletTrainer(Trainer):
             ``(cache_refresh_rate, 2 + negs_per_query)`` int64 rows.
         """
         t = self.cfg.triplet
+        start = time.perf_counter()
         query_ids = self.miner.sample_queries(t.cache_refresh_rate)
         plan = self.miner.plan(query_ids)
         q_desc = self.extract(
@@ -286,13 +288,15 @@ class TripletTrainer(Trainer):
         )
         tuples = self.miner.mine(plan, q_desc, db_desc)
         log.debug(
-            "epoch %d refresh %d: mined %d tuples from a cache of %d queries + %d database images",
+            "epoch %d refresh %d: mined %d tuples from a cache of %d queries + %d database images in %.1f s",
             epoch + 1,
             refresh + 1,
             len(tuples),
             len(plan.query_ids),
             len(plan.db_ids),
+            time.perf_counter() - start,
         )
+        self.reset_step_timer()  # images/s measures training steps, not the cache pass
         return np.array([[tr.query_id, tr.positive_id, *tr.negative_ids] for tr in tuples], dtype=np.int64)
 
     def train_epoch(self, epoch: int, start_step: int) -> None:
