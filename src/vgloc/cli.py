@@ -124,7 +124,13 @@ def add_model_options(p: argparse.ArgumentParser, required: bool = True, default
     )
 
 
-def add_extraction_options(p: argparse.ArgumentParser, default_size: str = "480,640") -> None:
+def add_extraction_options(
+    p: argparse.ArgumentParser,
+    default_size: str = "480,640",
+    default_batch: int = 16,
+    size_note: str = "the VG benchmark's",
+    auto_note: str = "auto = fp16 on CUDA, fp32 on CPU",
+) -> None:
     """How images become descriptors."""
     g = p.add_argument_group("descriptor extraction")
     g.add_argument(
@@ -132,17 +138,20 @@ def add_extraction_options(p: argparse.ArgumentParser, default_size: str = "480,
         type=parse_image_size,
         default=parse_image_size(default_size),
         help=f"resize every image to H,W before description, or 'native' to keep full "
-        f"resolution (default: {default_size}, the VG benchmark's)",
+        f"resolution (default: {default_size}, {size_note})",
     )
     g.add_argument(
-        "--batch-size", type=positive_int, default=16, help="images per forward pass (default: 16)"
+        "--batch-size",
+        type=positive_int,
+        default=default_batch,
+        help=f"images per forward pass (default: {default_batch})",
     )
     g.add_argument(
         "--precision",
         default="auto",
         choices=["auto", "fp32", "bf16", "fp16"],
         help="autocast precision: bf16 is ~2.5x faster on CPUs with AVX-512 BF16; fp16 on CUDA; "
-        "auto = fp16 on CUDA, fp32 on CPU (default: auto)",
+        f"{auto_note} (default: auto)",
     )
     g.add_argument(
         "--channels-last", action="store_true", help="NHWC memory format (faster with bf16 on CPU)"
@@ -411,22 +420,13 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from vgloc.api import ExtractionOptions
     from vgloc.demo import cpu_has_fast_bf16, run_demo
 
     t0 = time.perf_counter()
-    precision = args.precision
-    channels_last = args.channels_last
-    if precision == "auto" and args.device == "cpu" and cpu_has_fast_bf16():
-        precision, channels_last = "bf16", True  # the CPU fast path (BENCHMARKS.md)
-    options = ExtractionOptions(
-        image_size=args.resize,
-        batch_size=args.batch_size,
-        device=args.device,
-        precision=precision,
-        channels_last=channels_last,
-        progress=not args.no_progress,
-    )
+    options = extraction_options(args)
+    if args.precision == "auto" and args.device == "cpu" and cpu_has_fast_bf16():
+        options.precision, options.channels_last = "bf16", True  # the CPU fast path (BENCHMARKS.md)
+    precision = options.precision
     demo = run_demo(
         args.run_dir,
         size=args.size,
@@ -629,19 +629,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="where the city is generated (default: cache)",
     )
-    p.add_argument("--resize", type=parse_image_size, default=None, help="H,W (default: native resolution)")
-    p.add_argument(
-        "--batch-size", type=positive_int, default=32, help="images per forward pass (default: 32)"
+    add_extraction_options(
+        p,
+        default_size="native",
+        default_batch=32,
+        size_note="the rendered images' own size",
+        auto_note="auto = bf16 + channels-last on CPUs with native bf16, fp16 on CUDA, else fp32",
     )
-    p.add_argument(
-        "--precision",
-        default="auto",
-        choices=["auto", "fp32", "bf16", "fp16"],
-        help="autocast precision (default: auto = bf16 + channels-last on CPUs with native bf16, "
-        "fp16 on CUDA, else fp32)",
-    )
-    p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     add_runtime_options(p)
     p.set_defaults(func=cmd_demo, writes_results=True)
 

@@ -45,7 +45,7 @@ import numpy as np
 from vgloc.io import atomic_path, write_text_atomic
 from vgloc.rerank.cache import FeatureCache
 from vgloc.rerank.matching import DenseMatcher
-from vgloc.rerank.reranker import Reranker
+from vgloc.rerank.reranker import Reranker, check_predictions
 from vgloc.rerank.verify import fuse_scores
 
 __all__ = [
@@ -324,23 +324,8 @@ def score_candidates(
         ValueError: malformed predictions or similarities, ``k < 1``, a bad spec (the
             message lists the valid parts), or fusion without similarities.
     """
-    preds = np.asarray(predictions)
-    if preds.ndim != 2 or not np.issubdtype(preds.dtype, np.integer):
-        raise ValueError(f"predictions must be a (Q, K) integer array, got {preds.dtype} {preds.shape}")
+    preds, sims = check_predictions(query_paths, database_paths, predictions, similarities)
     q, width = preds.shape
-    if len(query_paths) != q:
-        raise ValueError(f"{len(query_paths)} query paths but {q} prediction rows")
-    if preds.size and preds.max() >= len(database_paths):
-        raise ValueError(
-            f"predictions index database image {preds.max()} but there are {len(database_paths)}"
-        )
-    if preds.size and preds.min() < -1:
-        raise ValueError(f"predictions hold {preds.min()}; only -1 may mark an empty slot")
-    sims = None
-    if similarities is not None:
-        sims = np.asarray(similarities, np.float64)
-        if sims.shape != preds.shape:
-            raise ValueError(f"similarities {sims.shape} and predictions {preds.shape} differ in shape")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     if fusion not in FUSIONS:

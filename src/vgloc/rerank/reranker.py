@@ -368,23 +368,8 @@ def rerank_predictions(
         slots); the mean wall time per query in milliseconds (feature extraction of
         uncached images included).
     """
-    preds = np.asarray(predictions)
-    if preds.ndim != 2 or not np.issubdtype(preds.dtype, np.integer):
-        raise ValueError(f"predictions must be a (Q, K) integer array, got {preds.dtype} {preds.shape}")
+    preds, sims = check_predictions(query_paths, database_paths, predictions, similarities)
     q, kk = preds.shape
-    if len(query_paths) != q:
-        raise ValueError(f"{len(query_paths)} query paths but {q} prediction rows")
-    if preds.size and preds.max() >= len(database_paths):
-        raise ValueError(
-            f"predictions index database image {preds.max()} but there are {len(database_paths)}"
-        )
-    if preds.size and preds.min() < -1:
-        raise ValueError(f"predictions hold {preds.min()}; only -1 may mark an empty slot")
-    sims = None
-    if similarities is not None:
-        sims = np.asarray(similarities, np.float64)
-        if sims.shape != preds.shape:
-            raise ValueError(f"similarities {sims.shape} and predictions {preds.shape} differ in shape")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
 
@@ -421,3 +406,42 @@ def rerank_predictions(
         if own:
             reranker.close()
     return new, scores, float(1000.0 * np.mean(times)) if times else 0.0
+
+
+def check_predictions(
+    query_paths: Sequence[Any],
+    database_paths: Sequence[Any],
+    predictions: np.ndarray,
+    similarities: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate a retrieval result before re-ranking it.
+
+    Args:
+        query_paths: Q query images.
+        database_paths: M database images.
+        predictions: (Q, K) database indices, -1 for empty slots.
+        similarities: (Q, K) global similarities, or None.
+
+    Returns:
+        ``(predictions, similarities)`` as arrays (similarities as float64, or None).
+
+    Raises:
+        ValueError: naming what does not fit.
+    """
+    preds = np.asarray(predictions)
+    if preds.ndim != 2 or not np.issubdtype(preds.dtype, np.integer):
+        raise ValueError(f"predictions must be a (Q, K) integer array, got {preds.dtype} {preds.shape}")
+    if len(query_paths) != preds.shape[0]:
+        raise ValueError(f"{len(query_paths)} query paths but {preds.shape[0]} prediction rows")
+    if preds.size and preds.max() >= len(database_paths):
+        raise ValueError(
+            f"predictions index database image {preds.max()} but there are {len(database_paths)}"
+        )
+    if preds.size and preds.min() < -1:
+        raise ValueError(f"predictions hold {preds.min()}; only -1 may mark an empty slot")
+    sims = None
+    if similarities is not None:
+        sims = np.asarray(similarities, np.float64)
+        if sims.shape != preds.shape:
+            raise ValueError(f"similarities {sims.shape} and predictions {preds.shape} differ in shape")
+    return preds, sims
