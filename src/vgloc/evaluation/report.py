@@ -175,7 +175,7 @@ def write_eval_report(
                 cls = "ok" if int(dbi) in positives else "bad"
                 cells.append(
                     f"<figure class='{cls}'><img src='{thumbnail_data_uri(database.paths[dbi])}'>"
-                    f"<figcaption>#{rank + 1} sim {d.similarities[qi, rank]:.2f}, {dist:.0f} m</figcaption></figure>"
+                    f"<figcaption>#{rank + 1} sim {d.similarities[qi, rank]:.3f}, {dist:.0f} m</figcaption></figure>"
                 )
             parts.append("<div class='ex'>" + "".join(cells) + "</div>")
     parts.append("</body></html>")
