@@ -33,6 +33,7 @@ from vgloc.rerank.features import (
     ORBExtractor,
     RootSIFTExtractor,
     SIFTExtractor,
+    SuperPointExtractor,
     create_extractor,
     root_sift,
 )
@@ -99,6 +100,7 @@ __all__ = [
     "RootSIFTExtractor",
     "SIFTExtractor",
     "SparseMatcher",
+    "SuperPointExtractor",
     "Verification",
     "Verifier",
     "WeightsUnavailableError",

@@ -1,4 +1,4 @@
-"""Local feature extractors: SIFT, RootSIFT, ORB, AKAZE (OpenCV) and DISK, ALIKED (kornia).
+"""Local feature extractors: SIFT, RootSIFT, ORB, AKAZE (OpenCV), DISK, ALIKED (kornia), SuperPoint.
 
 Every extractor has the same interface: ``extractor(image)`` or
 ``extractor.extract_path(path)`` returns :class:`LocalFeatures` with keypoints in
@@ -15,9 +15,10 @@ Defaults (documented choices):
   default keeps the aspect because a non-uniform squash distorts the local
   patches that SIFT-like descriptors describe, and costs nothing to avoid.
 
-Learned extractors (DISK, ALIKED) take their weights from ``weights=`` (a file)
-or from the published URLs through kornia (torch hub cache first); otherwise
-they raise :class:`~vgloc.rerank.WeightsUnavailableError` saying what was tried.
+Learned extractors (DISK, ALIKED, SuperPoint) take their weights from ``weights=``
+(a file) or from the published URLs (torch hub cache first; through kornia, or
+torch.hub for SuperPoint, see :mod:`vgloc.rerank.superpoint`); otherwise they
+raise :class:`~vgloc.rerank.WeightsUnavailableError` saying what was tried.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ __all__ = [
     "ORBExtractor",
     "RootSIFTExtractor",
     "SIFTExtractor",
+    "SuperPointExtractor",
     "create_extractor",
     "root_sift",
 ]
@@ -602,11 +604,120 @@ class ALIKEDExtractor(_KorniaExtractor):
         )
 
 
+@EXTRACTORS.register(
+    "superpoint", binary=False, learned=True, description="SuperPoint (MagicLeap, 256-D float, weights)"
+)
+class SuperPointExtractor(_KorniaExtractor):
+    """SuperPoint (DeTone et al., 2018), the network in :mod:`vgloc.rerank.superpoint`.
+
+    kornia has no SuperPoint; the published weights come through ``torch.hub``
+    (hub cache first), from LightGlue's release ``superpoint_v1.pth`` and, failing
+    that, MagicLeap's ``demo_superpoint.pth`` (the same tensors). Defaults are
+    LightGlue's (PROTOCOLS 6.3): NMS radius 4, threshold 0.0005, border 4,
+    longer side 1024; ``max_keypoints=2048`` as in vismatch/LightGlue configs.
+
+    Args:
+        max_keypoints: see :class:`LocalFeatureExtractor` (default 2048).
+        resize: see :class:`LocalFeatureExtractor` (default 1024, longer side).
+        weights: a SuperPoint state dict file (``superpoint_v1.pth``). ``None`` uses
+            the published file.
+        nms_radius: simple-NMS radius in working pixels.
+        detection_threshold: minimum detector score.
+        remove_borders: border width (working pixels) with no detections.
+        download: allow downloading the published file on a cache miss.
+        device: torch device.
+
+    Raises:
+        WeightsUnavailableError: as :class:`DISKExtractor`.
+    """
+
+    name = "superpoint"
+    descriptor_dim = 256
+    lightglue_features = "superpoint"
+
+    def __init__(
+        self,
+        max_keypoints: int | None = 2048,
+        resize: Resize = 1024,
+        weights: str | os.PathLike[str] | None = None,
+        nms_radius: int = 4,
+        detection_threshold: float = 0.0005,
+        remove_borders: int = 4,
+        download: bool = True,
+        device: str = "cpu",
+    ) -> None:
+        if int(nms_radius) <= 0 or int(remove_borders) < 0:
+            raise ValueError(
+                f"nms_radius must be > 0 and remove_borders >= 0, got {nms_radius!r}, {remove_borders!r}"
+            )
+        self.nms_radius = int(nms_radius)
+        self.detection_threshold = float(detection_threshold)
+        self.remove_borders = int(remove_borders)
+        super().__init__(max_keypoints, resize, weights, download, device)
+
+    def _extra_config(self) -> dict[str, Any]:
+        return {
+            "weights": self._weights_id or "published:superpoint_v1",
+            "nms_radius": self.nms_radius,
+            "detection_threshold": self.detection_threshold,
+            "remove_borders": self.remove_borders,
+        }
+
+    def _load_model(self) -> Any:
+        from vgloc.rerank.superpoint import SUPERPOINT_URLS, SuperPoint
+
+        model = SuperPoint(self.max_keypoints, self.nms_radius, self.detection_threshold, self.remove_borders)
+        if self.weights is not None:
+            state = load_weights_file(self.weights, "SuperPoint")
+        else:
+            state = pretrained_or_error(
+                "SuperPoint ('superpoint_v1')",
+                lambda: _superpoint_state_from_hub(SUPERPOINT_URLS),
+                SUPERPOINT_URLS,
+                download=self.download,
+                option_hint="SuperPointExtractor(weights='/path/to/superpoint_v1.pth') "
+                "(in a re-ranker spec: extractor_options={'weights': ...})",
+            )
+        model.load_state_dict(state, strict=True)
+        return model.to(self.device).eval()
+
+    def _detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        import torch
+
+        rgb = self._tensor(image)
+        # ITU-R 601 luma, as kornia's rgb_to_grayscale and LightGlue's SuperPoint.
+        grey = (rgb * rgb.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        with torch.inference_mode():
+            kpts, scores, desc = self.model(grey)[0]
+        z = np.zeros(len(kpts), np.float32)
+        return (
+            kpts.cpu().numpy().astype(np.float32),
+            desc.cpu().numpy().astype(np.float32),
+            scores.cpu().numpy().astype(np.float32),
+            z,
+            z,
+        )
+
+
+def _superpoint_state_from_hub(urls: tuple[str, ...]) -> dict[str, Any]:
+    """The published SuperPoint state dict: the torch hub cache, else each URL in turn."""
+    import torch
+
+    errors = []
+    for url in urls:
+        try:
+            return dict(torch.hub.load_state_dict_from_url(url, map_location="cpu", weights_only=True))
+        except Exception as exc:  # try the next mirror; the caller reports all failures
+            errors.append(f"{url}: {type(exc).__name__}: {exc}")
+    raise RuntimeError("; ".join(errors))
+
+
 def create_extractor(name: str, **options: Any) -> LocalFeatureExtractor:
     """Build a registered extractor by name.
 
     Args:
-        name: a name in :data:`EXTRACTORS` (``sift``, ``rootsift``, ``orb``, ``akaze``, ``disk``, ``aliked``).
+        name: a name in :data:`EXTRACTORS` (``sift``, ``rootsift``, ``orb``, ``akaze``, ``disk``,
+            ``aliked``, ``superpoint``).
         **options: constructor arguments (``max_keypoints``, ``resize``, ``weights``, ...).
 
     Returns:
