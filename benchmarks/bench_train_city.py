@@ -1,0 +1,266 @@
+"""Training learns on the synthetic city: Recall@1/5 before and after, per method and loss.
+
+For each method (``triplet`` = VG-benchmark triplets; ``cosface``, ``arcface``,
+``sphereface`` = CosPlace with that margin loss) the script trains one model from
+random initialisation (``--seed``) on the synthetic city's train split, validating on
+``val`` after every epoch, and evaluates on ``val`` and ``test`` (``queries`` and
+``queries_night``) both the untrained model (the exact weights training starts from,
+saved when the trainer runs its before-training validation) and ``best_model.pt``
+(the epoch with the best val R@1).
+
+Wall-clock budget: the training API has no time limit, so each run is given many
+short epochs (``--iterations`` CosPlace steps or ``--queries-per-epoch`` triplet
+queries) and is stopped at the end of the first epoch after which one more epoch
+(as long as the last one) would exceed ``--minutes``. The budget covers the whole
+``train()`` call (data caching, the before-training validation, training and
+per-epoch validation), not the before/after evaluations.
+
+Model: ``tiny+gem+fc64`` by default. From random initialisation on 2 CPU cores a
+ResNet-18 gets only a few hundred steps in 30 minutes and barely moves; the small
+``tiny`` CNN (the one the training tests use) runs ~30x faster on one thread and
+learns clearly in minutes, so it is the model that can show learning within the
+budget. Use ``--model resnet18+gem+fc512 --threads 2`` to try the CosPlace model.
+
+    nice python benchmarks/bench_train_city.py --size medium --minutes 30 \\
+        --out benchmarks/results/train_city.json
+
+A Markdown table with the command and the machine is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vgloc.api import ExtractionOptions, evaluate
+from vgloc.config import resolve_config
+from vgloc.data.synthetic import generate_city
+from vgloc.demo import cache_dir
+from vgloc.models.checkpoints import save_model
+from vgloc.training import train
+from vgloc.training.engine import Trainer
+
+LOSSES = ("cosface", "arcface", "sphereface")
+SPLITS = ("val", "test")
+DOMAINS = ("queries", "queries_night")
+
+# CosPlace classes that exist in the synthetic city (4 headings 90 degrees apart, database
+# panoramas 7.5-12 m apart): 16 m cells, one heading class per 90 degree sector, classes of
+# at least 2 images, groups 32 m apart (as in the training tests).
+COSPLACE_CITY = [
+    "cosplace.M=16",
+    "cosplace.alpha=90",
+    "cosplace.N=2",
+    "cosplace.L=1",
+    "cosplace.min_images_per_class=2",
+    "cosplace.groups_num=2",
+    # Colour jitter off: with it a random-weight model needs many more steps (training tests).
+    "augment.brightness=0",
+    "augment.contrast=0",
+    "augment.saturation=0",
+    "augment.hue=0",
+]
+
+
+class _BudgetReachedError(Exception):
+    """Raised after an epoch's validation and checkpoints when the time budget is spent."""
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def overrides(args: argparse.Namespace, root: Path, method: str) -> list[str]:
+    base = [
+        f"data.root={root}",
+        f"model.spec={args.model}",
+        "model.pretrained=false",
+        f"data.image_size={args.image_size}",
+        "data.cache_images=true",
+        "data.validate_images=false",
+        f"optim.lr={args.lr}",
+        "schedule.epochs=100000",
+        "schedule.patience=null",
+        "schedule.select_metric=R@1",
+        "validation.domains=queries",
+        "validation.recall_values=1,5",
+        "validation.before_training=true",
+        "runtime.device=cpu",
+        "runtime.num_workers=0",
+        f"runtime.num_threads={args.threads}",
+        f"runtime.seed={args.seed}",
+        "runtime.progress=false",
+        "runtime.tensorboard=false",
+    ]
+    if method == "triplet":
+        q = args.queries_per_epoch
+        extra = [
+            f"triplet.queries_per_epoch={q}",
+            f"triplet.cache_refresh_rate={min(q, args.cache_refresh_rate)}",
+            f"triplet.neg_samples={args.neg_samples}",
+        ]
+    else:
+        extra = [
+            *COSPLACE_CITY,
+            f"cosplace.loss={method}",
+            f"cosplace.batch_size={args.batch_size}",
+            f"cosplace.iterations_per_epoch={args.iterations}",
+        ]
+    return base + extra + list(args.set)
+
+
+def train_with_budget(cfg: Any, run_dir: Path, seconds: float) -> dict[str, Any]:
+    """Train until the budget is spent (at an epoch boundary); return timing and history."""
+    original = Trainer._validate_and_record
+    t0 = time.perf_counter()
+    last_end = [t0]
+    info: dict[str, Any] = {"epochs": 0}
+
+    def validate_and_record(self: Trainer, epoch: int) -> None:
+        if epoch < 0:  # the before-training validation: these are the untrained weights
+            save_model(self.model, run_dir / "untrained_model.pt")
+        original(self, epoch)
+        now = time.perf_counter()
+        if epoch >= 0:
+            info["epochs"] = epoch + 1
+            info["global_step"] = self.global_step
+            info["history"] = list(self.history) if hasattr(self, "history") else None
+            if now - t0 + (now - last_end[0]) > seconds:
+                raise _BudgetReachedError
+        last_end[0] = now
+
+    Trainer._validate_and_record = validate_and_record  # type: ignore[method-assign]
+    try:
+        result = train(cfg, run_dir=run_dir)
+        info["stopped"] = "epochs"
+        info["history"] = result.history
+        info["global_step"] = result.global_step
+    except _BudgetReachedError:
+        info["stopped"] = "budget"
+    finally:
+        Trainer._validate_and_record = original  # type: ignore[method-assign]
+    info["train_seconds"] = time.perf_counter() - t0
+    return info
+
+
+def recalls(root: Path, checkpoint: Path, args: argparse.Namespace) -> dict[str, dict[str, dict[str, float]]]:
+    h, w = (int(v) for v in args.image_size.split(","))
+    opts = ExtractionOptions(image_size=(h, w), batch_size=32, precision="fp32", progress=False)
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for split in SPLITS:
+        res = evaluate(
+            root,
+            split,
+            args.model,
+            checkpoint=checkpoint,
+            domains=list(DOMAINS),
+            recall_values=(1, 5),
+            options=opts,
+        )
+        out[split] = {d: {f"R@{k}": float(v) for k, v in res.domains[d].recalls.items()} for d in DOMAINS}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default="medium", help="synthetic city size (default: medium)")
+    ap.add_argument("--seed", type=int, default=0, help="city seed and training seed (default: 0)")
+    ap.add_argument("--model", default="tiny+gem+fc64", help="model spec (default: tiny+gem+fc64)")
+    ap.add_argument("--image-size", default="72,96", help="H,W for training and evaluation (default: 72,96)")
+    ap.add_argument("--methods", default="triplet,cosface,arcface,sphereface", help="comma list")
+    ap.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget per run (default: 30)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default: 1, fastest for tiny)")
+    ap.add_argument("--lr", type=float, default=1e-3, help="model learning rate (default: 1e-3)")
+    ap.add_argument("--iterations", type=int, default=150, help="CosPlace steps per epoch (default: 150)")
+    ap.add_argument("--batch-size", type=int, default=32, help="CosPlace batch (default: 32)")
+    ap.add_argument("--queries-per-epoch", type=int, default=320, help="triplet queries/epoch (default: 320)")
+    ap.add_argument(
+        "--cache-refresh-rate", type=int, default=160, help="triplet mining refresh (default: 160)"
+    )
+    ap.add_argument("--neg-samples", type=int, default=600, help="triplet negatives pool (default: 600)")
+    ap.add_argument("--set", action="append", default=[], help="extra key=value training override")
+    ap.add_argument(
+        "--work-dir", type=Path, default=None, help="run folders (default: cache/bench_train_city)"
+    )
+    ap.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
+    args = ap.parse_args()
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for m in methods:
+        if m != "triplet" and m not in LOSSES:
+            ap.error(f"unknown method {m!r}; choose from triplet, {', '.join(LOSSES)}")
+    root = generate_city(cache_dir() / "synthetic" / f"{args.size}-seed{args.seed}", args.size, args.seed)
+    work = args.work_dir or cache_dir() / "bench_train_city" / time.strftime("%Y%m%d-%H%M%S")
+    rows: list[dict[str, Any]] = []
+    for method in methods:
+        cfg = resolve_config(
+            "triplet" if method == "triplet" else "cosplace", overrides=overrides(args, root, method)
+        )
+        run_dir = work / method
+        print(f"[{method}] training for {args.minutes:g} min in {run_dir}", file=sys.stderr)
+        info = train_with_budget(cfg, run_dir, args.minutes * 60)
+        print(
+            f"[{method}] {info['epochs']} epochs, {info.get('global_step')} steps, "
+            f"{info['train_seconds'] / 60:.1f} min; evaluating",
+            file=sys.stderr,
+        )
+        best = run_dir / "best_model.pt"
+        before = recalls(root, run_dir / "untrained_model.pt", args)
+        after = recalls(root, best, args) if best.is_file() else before
+        rows.append(
+            {
+                "method": method,
+                "before": before,
+                "after": after,
+                **{k: v for k, v in info.items() if k != "history"},
+            }
+        )
+        rows[-1]["val_history"] = [
+            {k: v for k, v in r.items() if k in ("epoch", "step", "train_loss") or k.startswith("val/")}
+            for r in info.get("history") or []
+        ]
+
+    machine = {
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    command = "python " + shlex.join(sys.argv)
+    print(f"\nCommand: `{command}`\n")
+    print(f"Machine: {machine['cpu']}, {machine['cpu_count']} cores, torch {machine['torch']}\n")
+    print(f"City: {args.size} (seed {args.seed}); model {args.model} at {args.image_size}, random init\n")
+    print("| method | split | domain | R@1 before | R@1 after | R@5 before | R@5 after | epochs | minutes |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        for split in SPLITS:
+            for d in DOMAINS:
+                b, a = r["before"][split][d], r["after"][split][d]
+                print(
+                    f"| {r['method']} | {split} | {d} | {b['R@1']:.1f} | {a['R@1']:.1f} | "
+                    f"{b['R@5']:.1f} | {a['R@5']:.1f} | {r['epochs']} | {r['train_seconds'] / 60:.1f} |"
+                )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(
+            json.dumps({"command": command, "machine": machine, "rows": rows}, indent=2) + "\n"
+        )
+
+
+if __name__ == "__main__":
+    main()
