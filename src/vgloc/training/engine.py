@@ -25,6 +25,7 @@ import math
 import os
 import random
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,7 +149,7 @@ class EvalImageDataset(Dataset[tuple[Tensor, int]]):
         return self.augment(self.loader(self.indices[i]), None), i
 
 
-class Trainer:
+class Trainer(ABC):
     """Base class of the training loops (see the module docstring).
 
     Args:
@@ -202,32 +203,32 @@ class Trainer:
         self.val_split: Any = None
 
     # ------------------------------------------------------------------ hooks
+    @abstractmethod
     def prepare_data(self) -> None:
         """Load the datasets and check them (minute zero); sets ``self.val_split``."""
-        raise NotImplementedError
 
-    def prepare_method(self) -> None:
+    def prepare_method(self) -> None:  # noqa: B027 (an optional hook: doing nothing is the default)
         """Build method-specific objects that need the model (e.g. classifiers)."""
 
-    def initialize_from_data(self) -> None:
+    def initialize_from_data(self) -> None:  # noqa: B027 (an optional hook: doing nothing is the default)
         """Data-dependent initialisation of a fresh (not resumed) model, e.g. NetVLAD."""
 
+    @abstractmethod
     def steps_per_epoch(self) -> int:
         """Optimizer steps in one epoch."""
-        raise NotImplementedError
 
+    @abstractmethod
     def train_epoch(self, epoch: int, start_step: int) -> None:
         """Run steps ``start_step .. steps_per_epoch() - 1`` of ``epoch`` (0-based).
 
         Each step goes through :meth:`optimizer_step` and :meth:`after_step`.
         """
-        raise NotImplementedError
 
     def method_state(self) -> dict[str, Any]:
         """Extra checkpoint content (plain types and tensors)."""
         return {}
 
-    def load_method_state(self, state: dict[str, Any]) -> None:
+    def load_method_state(self, state: dict[str, Any]) -> None:  # noqa: B027 (an optional hook: doing nothing is the default)
         """Restore :meth:`method_state` output."""
 
     # ------------------------------------------------------------------ helpers for subclasses
