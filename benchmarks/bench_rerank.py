@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _machine import cpu_name  # benchmarks/ is on sys.path when a script runs
 
 from vgloc.data import load_image_set
 from vgloc.evaluation.recall import recall_at_n
@@ -49,18 +48,6 @@ DEFAULT_SPECS = (
     "rootsift+mnn+count",
     "rootsift+mnn+ransac@zscore",
 )
-
-
-def cpu_name() -> str:
-    """The CPU model (``lscpu``'s model name)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.strip().startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:

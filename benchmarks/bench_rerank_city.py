@@ -34,14 +34,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_name  # benchmarks/ is on sys.path when a script runs
 
 from vgloc.api import ExtractionOptions, build_index, compute_descriptors, locate
 from vgloc.data import load_image_set, load_split
@@ -64,18 +63,6 @@ DOMAINS = ("queries", "queries_night", "queries_fog", "queries_occluded")
 SWEEP_KS = (1, 5, 10, 20, 50, 100)
 RECALLS = (1, 5, 10)
 LUND = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lund-exif-gps"
-
-
-def cpu_name() -> str:
-    """The CPU model (``lscpu``'s model name)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.strip().startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown"
 
 
 def fmt_recalls(rec: dict[int, float]) -> str:

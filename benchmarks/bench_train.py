@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import shlex
 import sys
 import time
@@ -28,19 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _machine import cpu_name  # benchmarks/ is on sys.path when a script runs
 
 from vgloc.losses import create_margin_head
 from vgloc.models import create_model, freeze_early_layers
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def measure(

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _machine import cpu_name  # benchmarks/ is on sys.path when a script runs
 
 from vgloc.api import ExtractionOptions, evaluate
 from vgloc.config import resolve_config
@@ -73,16 +74,6 @@ COSPLACE_CITY = [
 
 class _BudgetReachedError(Exception):
     """Raised after an epoch's validation and checkpoints when the time budget is spent."""
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def overrides(args: argparse.Namespace, root: Path, method: str) -> list[str]:
