@@ -4,16 +4,17 @@ For each method (``triplet`` = VG-benchmark triplets; ``cosface``, ``arcface``,
 ``sphereface`` = CosPlace with that margin loss) the script trains one model from
 random initialisation (``--seed``) on the synthetic city's train split, validating on
 ``val`` after every epoch, and evaluates on ``val`` and ``test`` (``queries`` and
-``queries_night``) both the untrained model (the exact weights training starts from,
-saved when the trainer runs its before-training validation) and ``best_model.pt``
+``queries_night``) both the untrained model (``initial_model.pt``: the exact weights
+training starts from, saved by the before-training validation) and ``best_model.pt``
 (the epoch with the best val R@1).
 
-Wall-clock budget: the training API has no time limit, so each run is given many
-short epochs (``--iterations`` CosPlace steps or ``--queries-per-epoch`` triplet
-queries) and is stopped at the end of the first epoch after which one more epoch
-(as long as the last one) would exceed ``--minutes``. The budget covers the whole
-``train()`` call (data caching, the before-training validation, training and
-per-epoch validation), not the before/after evaluations.
+Wall-clock budget: each run is given many short epochs (``--iterations`` CosPlace
+steps or ``--queries-per-epoch`` triplet queries) and ``schedule.max_minutes``:
+it stops at the end of the first epoch after which one more epoch (as long as the
+last one) would exceed ``--minutes``. The budget covers the whole ``train()`` call
+(data caching, the before-training validation, training and per-epoch
+validation), not the before/after evaluations, which use the run's
+``initial_model.pt`` and ``best_model.pt``.
 
 Model: ``tiny+gem+fc64`` by default. From random initialisation on 2 CPU cores a
 ResNet-18 gets only a few hundred steps in 30 minutes and barely moves; the small
@@ -46,9 +47,7 @@ from vgloc.api import ExtractionOptions, evaluate
 from vgloc.config import resolve_config
 from vgloc.data.synthetic import generate_city
 from vgloc.demo import cache_dir
-from vgloc.models.checkpoints import save_model
 from vgloc.training import train
-from vgloc.training.engine import Trainer
 
 LOSSES = ("cosface", "arcface", "sphereface")
 SPLITS = ("val", "test")
@@ -72,10 +71,6 @@ COSPLACE_CITY = [
 ]
 
 
-class _BudgetReachedError(Exception):
-    """Raised after an epoch's validation and checkpoints when the time budget is spent."""
-
-
 def overrides(args: argparse.Namespace, root: Path, method: str) -> list[str]:
     base = [
         f"data.root={root}",
@@ -87,6 +82,7 @@ def overrides(args: argparse.Namespace, root: Path, method: str) -> list[str]:
         f"optim.lr={args.lr}",
         "schedule.epochs=100000",
         "schedule.patience=null",
+        f"schedule.max_minutes={args.minutes}",
         "schedule.select_metric=R@1",
         "validation.domains=queries",
         "validation.recall_values=1,5",
@@ -115,38 +111,17 @@ def overrides(args: argparse.Namespace, root: Path, method: str) -> list[str]:
     return base + extra + list(args.set)
 
 
-def train_with_budget(cfg: Any, run_dir: Path, seconds: float) -> dict[str, Any]:
-    """Train until the budget is spent (at an epoch boundary); return timing and history."""
-    original = Trainer._validate_and_record
+def train_with_budget(cfg: Any, run_dir: Path) -> dict[str, Any]:
+    """Train until ``schedule.max_minutes`` is spent (at an epoch boundary); return timing and history."""
     t0 = time.perf_counter()
-    last_end = [t0]
-    info: dict[str, Any] = {"epochs": 0}
-
-    def validate_and_record(self: Trainer, epoch: int) -> None:
-        if epoch < 0:  # the before-training validation: these are the untrained weights
-            save_model(self.model, run_dir / "untrained_model.pt")
-        original(self, epoch)
-        now = time.perf_counter()
-        if epoch >= 0:
-            info["epochs"] = epoch + 1
-            info["global_step"] = self.global_step
-            info["history"] = list(self.history) if hasattr(self, "history") else None
-            if now - t0 + (now - last_end[0]) > seconds:
-                raise _BudgetReachedError
-        last_end[0] = now
-
-    Trainer._validate_and_record = validate_and_record  # type: ignore[method-assign]
-    try:
-        result = train(cfg, run_dir=run_dir)
-        info["stopped"] = "epochs"
-        info["history"] = result.history
-        info["global_step"] = result.global_step
-    except _BudgetReachedError:
-        info["stopped"] = "budget"
-    finally:
-        Trainer._validate_and_record = original  # type: ignore[method-assign]
-    info["train_seconds"] = time.perf_counter() - t0
-    return info
+    result = train(cfg, run_dir=run_dir)
+    return {
+        "epochs": max(int(row["epoch"]) for row in result.history),
+        "global_step": result.global_step,
+        "stopped": "budget" if result.stopped_by_time else "epochs",
+        "history": result.history,
+        "train_seconds": time.perf_counter() - t0,
+    }
 
 
 def recalls(root: Path, checkpoint: Path, args: argparse.Namespace) -> dict[str, dict[str, dict[str, float]]]:
@@ -204,14 +179,14 @@ def main() -> None:
         )
         run_dir = work / method
         print(f"[{method}] training for {args.minutes:g} min in {run_dir}", file=sys.stderr)
-        info = train_with_budget(cfg, run_dir, args.minutes * 60)
+        info = train_with_budget(cfg, run_dir)
         print(
             f"[{method}] {info['epochs']} epochs, {info.get('global_step')} steps, "
             f"{info['train_seconds'] / 60:.1f} min; evaluating",
             file=sys.stderr,
         )
         best = run_dir / "best_model.pt"
-        before = recalls(root, run_dir / "untrained_model.pt", args)
+        before = recalls(root, run_dir / "initial_model.pt", args)
         after = recalls(root, best, args) if best.is_file() else before
         rows.append(
             {

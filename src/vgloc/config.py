@@ -176,6 +176,11 @@ class ScheduleConfig:
         plateau_patience: Epochs without improvement before the LR drops. vgloc
             default 1, so the LR can drop before VGB's early stopping (3) ends the run.
         cosine_eta_min: Final learning rate of the cosine schedule (torch default 0).
+        max_minutes: Wall-clock budget of one ``train`` call (vgloc addition; neither
+            recipe has one): after each epoch's validation and checkpoints, training
+            stops if one more epoch as long as the last one would end past the budget.
+            Counts everything the call does (data caching, validations); a resumed run
+            gets a fresh budget. None (default): no limit.
     """
 
     epochs: int = 1000
@@ -185,6 +190,7 @@ class ScheduleConfig:
     plateau_factor: float = 0.1
     plateau_patience: int = 1
     cosine_eta_min: float = 0.0
+    max_minutes: float | None = None
 
 
 @dataclass
@@ -497,6 +503,10 @@ class TrainConfig:
         need(0 < s.plateau_factor < 1, f"schedule.plateau_factor={s.plateau_factor} must be in (0, 1)")
         need(s.plateau_patience >= 0, f"schedule.plateau_patience={s.plateau_patience} must be >= 0")
         need(s.cosine_eta_min >= 0, f"schedule.cosine_eta_min={s.cosine_eta_min} must be >= 0")
+        need(
+            s.max_minutes is None or s.max_minutes > 0,
+            f"schedule.max_minutes={s.max_minutes} must be > 0 or null",
+        )
         for key in ("batch_size", "infer_batch_size", "cache_refresh_rate", "queries_per_epoch"):
             need(getattr(t, key) >= 1, f"triplet.{key}={getattr(t, key)} must be >= 1")
         need(t.negs_per_query >= 1, f"triplet.negs_per_query={t.negs_per_query} must be >= 1")

@@ -391,3 +391,38 @@ def cfg_overrides(cfg: Any) -> list[str]:
         f"model.netvlad_init_images={cfg.model.netvlad_init_images}",
         f"model.netvlad_init_per_image={cfg.model.netvlad_init_per_image}",
     ]
+
+
+def test_max_minutes_stops_at_an_epoch_boundary_and_keeps_the_initial_weights(
+    train_city: Path, tmp_path: Path
+) -> None:
+    """A budget shorter than one epoch: the first epoch finishes, is validated and saved, then the run stops."""
+    from vgloc.api import ExtractionOptions, evaluate
+
+    cfg = small_config(
+        train_city,
+        "cosplace",
+        "schedule.epochs=50",
+        "schedule.max_minutes=0.001",
+        "validation.before_training=true",
+    )
+    result = train(cfg, run_dir=tmp_path / "run")
+    assert result.stopped_by_time and not result.stopped_early
+    assert [row["epoch"] for row in result.history] == [0, 1]
+    assert load_training_checkpoint(result.run_dir)["epoch"] == 1
+    # initial_model.pt holds the weights the before-training validation measured.
+    before = evaluate(
+        train_city,
+        "val",
+        "tiny+gem+fc64",
+        checkpoint=result.run_dir / "initial_model.pt",
+        recall_values=(1, 5, 10),
+        domains=["queries"],
+        options=ExtractionOptions(image_size=(48, 64), precision="fp32", progress=False),
+    )
+    for n in (1, 5, 10):
+        assert before.domains["queries"].recalls[n] == pytest.approx(result.history[0][f"val/queries/R@{n}"])
+
+
+def test_without_max_minutes_every_epoch_runs(cosplace_run: TrainResult) -> None:
+    assert not cosplace_run.stopped_by_time and [row["epoch"] for row in cosplace_run.history] == [1, 2]

@@ -62,6 +62,7 @@ RESUMABLE_KEYS: tuple[str, ...] = (
     "runtime.",
     "schedule.epochs",
     "schedule.patience",
+    "schedule.max_minutes",
     "data.root",
     "data.cache_images",
     "data.validate_images",

@@ -95,6 +95,7 @@ class TrainResult:
         best_metric: Its value (``schedule.select_metric``, percent).
         history: Per-epoch metric rows (also in ``metrics.json``).
         stopped_early: True when ``schedule.patience`` ended the run.
+        stopped_by_time: True when ``schedule.max_minutes`` ended the run.
         global_step: Optimizer steps done.
         model: The model at the end of training (not the best one), unwrapped.
     """
@@ -108,6 +109,7 @@ class TrainResult:
     history: list[dict[str, Any]]
     stopped_early: bool
     global_step: int
+    stopped_by_time: bool
     model: GeoLocalizationModel = field(repr=False)
 
 
@@ -196,6 +198,7 @@ class Trainer(ABC):
         self.not_improved = 0
         self.history: list[dict[str, Any]] = []
         self.stopped_early = False
+        self.stopped_by_time = False
         self._accum = {"loss_sum": 0.0, "loss_count": 0, "images": 0, "seconds": 0.0}
         self._last_step_time = 0.0
         self._bar: Any = None
@@ -424,6 +427,7 @@ class Trainer(ABC):
 
     def _run(self) -> TrainResult:
         cfg = self.cfg
+        self._started = time.perf_counter()  # schedule.max_minutes counts from here
         ckpt: dict[str, Any] | None = None
         resume_file = None if self._resume_arg is None else resolve_resume_path(self._resume_arg)
         if resume_file is not None:
@@ -493,6 +497,7 @@ class Trainer(ABC):
             history=list(self.history),
             stopped_early=self.stopped_early,
             global_step=self.global_step,
+            stopped_by_time=self.stopped_by_time,
             model=self.model,
         )
 
@@ -508,7 +513,7 @@ class Trainer(ABC):
             if start_step == 0:
                 self._accum = {"loss_sum": 0.0, "loss_count": 0, "images": 0, "seconds": 0.0}
             self.net.train()
-            self._last_step_time = time.perf_counter()
+            epoch_started = self._last_step_time = time.perf_counter()
             self._bar = tqdm(
                 total=self.steps_per_epoch(),
                 initial=start_step,
@@ -526,6 +531,14 @@ class Trainer(ABC):
             self.epoch_step = 0
             self._sync_buffers()
             self._validate_and_record(epoch)
+            if self._out_of_time(time.perf_counter() - epoch_started) and epoch + 1 < cfg.schedule.epochs:
+                log.info(
+                    "stopping after epoch %d: another epoch would exceed schedule.max_minutes=%g",
+                    epoch + 1,
+                    cfg.schedule.max_minutes,
+                )
+                self.stopped_by_time = True
+                break
             if patience is not None and self.not_improved >= patience:
                 log.info(
                     "early stopping: %s has not improved for %d epochs (best %.2f at epoch %d)",
@@ -536,6 +549,17 @@ class Trainer(ABC):
                 )
                 self.stopped_early = True
                 break
+
+    def _out_of_time(self, epoch_seconds: float) -> bool:
+        """Whether one more epoch lasting ``epoch_seconds`` would end past ``schedule.max_minutes``.
+
+        Rank 0 decides (clocks differ between processes) so all ranks stop together.
+        """
+        budget = self.cfg.schedule.max_minutes
+        if budget is None:
+            return False
+        decision = time.perf_counter() - self._started + epoch_seconds > budget * 60
+        return bool(broadcast_object(decision, self.dist))
 
     def _validate_and_record(self, epoch: int) -> None:
         """Validate, update best/patience/scheduler, write checkpoints and metrics.
@@ -593,6 +617,11 @@ class Trainer(ABC):
                     shutil.copyfile(self.run_dir / "last.pt", tmp)
         else:
             log.info("untrained model: val %s", shown)
+            if self.dist.is_main:
+                # The exact weights training starts from, to compare before and after on other splits.
+                from vgloc.models import save_model
+
+                save_model(self.model, self.run_dir / "initial_model.pt", {"method": self.method, "epoch": 0})
         if improved and self.dist.is_main:
             self._export_best(epoch + 1, recalls)
         self.logger.log_epoch(row, self.history, self._summary())
@@ -637,6 +666,7 @@ class Trainer(ABC):
             "best_value": self.best["value"] if math.isfinite(self.best["value"]) else None,
             "global_step": self.global_step,
             "stopped_early": self.stopped_early,
+            "stopped_by_time": self.stopped_by_time,
         }
 
     def _export_best(self, epoch: int, recalls: dict[str, dict[int, float]]) -> None:
