@@ -386,22 +386,25 @@ def rerank_predictions(
     scores = np.full((q, kk), np.nan)
     times = []
     try:
+        from threadpoolctl import threadpool_limits
         from tqdm import tqdm
 
-        for qi in tqdm(range(q), desc=f"re-ranking ({reranker.spec})", disable=not progress):
-            head = new[qi, : min(k, kk)].copy()
-            valid = np.flatnonzero(head >= 0)
-            t0 = time.perf_counter()
-            res = reranker.rerank(
-                Path(query_paths[qi]),
-                [Path(database_paths[j]) for j in head[valid]],
-                None if sims is None else sims[qi, valid],
-            )
-            times.append(time.perf_counter() - t0)
-            reordered = valid[res.order]
-            empty = np.flatnonzero(head < 0)
-            new[qi, : len(head)] = np.concatenate([head[reordered], head[empty]])
-            scores[qi, : len(valid)] = res.scores[res.order]
+        # Per-pair matmuls are tiny: multithreaded BLAS only adds synchronisation (see pipeline.py).
+        with threadpool_limits(limits=1, user_api="blas"):
+            for qi in tqdm(range(q), desc=f"re-ranking ({reranker.spec})", disable=not progress):
+                head = new[qi, : min(k, kk)].copy()
+                valid = np.flatnonzero(head >= 0)
+                t0 = time.perf_counter()
+                res = reranker.rerank(
+                    Path(query_paths[qi]),
+                    [Path(database_paths[j]) for j in head[valid]],
+                    None if sims is None else sims[qi, valid],
+                )
+                times.append(time.perf_counter() - t0)
+                reordered = valid[res.order]
+                empty = np.flatnonzero(head < 0)
+                new[qi, : len(head)] = np.concatenate([head[reordered], head[empty]])
+                scores[qi, : len(valid)] = res.scores[res.order]
     finally:
         if own:
             reranker.close()
