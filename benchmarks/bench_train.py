@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import os
-import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from _machine import cpu_name  # benchmarks/ is on sys.path when a script runs
+from _machine import (  # benchmarks/ is on sys.path when a script runs
+    command_line,
+    describe_machine,
+    machine_info,
+    write_results,
+)
 
 from vgloc.losses import create_margin_head
 from vgloc.models import create_model, freeze_early_layers
@@ -133,23 +135,10 @@ def main() -> None:
             r = rows[-1]
             print(f"{dev} {precision}: {r['images_per_s_mean']:.1f} images/s", file=sys.stderr)
 
-    machine = {
-        "cpu": cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "torch": torch.__version__,
-        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
-    }
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    machine = machine_info()
+    command = command_line()
     print(f"\n`{command}`\n")
-    print(
-        f"Machine: {machine['cpu']} ({machine['cpu_count']} CPUs, {machine['torch_threads']} torch threads)"
-        + (f", {machine['gpu']}" if machine["gpu"] else "")
-        + f", torch {machine['torch']}"
-        + (f", load average {machine['load_average'][0]:.2f}" if machine["load_average"] else "")
-        + "\n"
-    )
+    print(describe_machine(machine) + "\n")
     print(
         "| model | image | batch | device | precision | s/step (mean) | images/s (mean) | images/s (best) |"
     )
@@ -160,11 +149,7 @@ def main() -> None:
             f"{' NHWC' if r['channels_last'] else ''} | {r['s_per_step_mean']:.2f} | "
             f"{r['images_per_s_mean']:.1f} | {r['images_per_s_best']:.1f} |"
         )
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(
-            json.dumps({"command": command, "machine": machine, "rows": rows}, indent=2) + "\n"
-        )
+    write_results(args.out, command=command, machine=machine, rows=rows)
 
 
 if __name__ == "__main__":

@@ -31,17 +31,17 @@ A Markdown table with the command and the machine is printed.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
-from _machine import cpu_name  # benchmarks/ is on sys.path when a script runs
+from _machine import (  # benchmarks/ is on sys.path when a script runs
+    command_line,
+    describe_machine,
+    machine_info,
+    write_results,
+)
 
 from vgloc.api import ExtractionOptions, evaluate
 from vgloc.config import resolve_config
@@ -201,15 +201,10 @@ def main() -> None:
             for r in info.get("history") or []
         ]
 
-    machine = {
-        "cpu": cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-    command = "python " + shlex.join(sys.argv)
+    machine = {**machine_info(), "torch_threads": args.threads}  # what training ran with
+    command = command_line()
     print(f"\nCommand: `{command}`\n")
-    print(f"Machine: {machine['cpu']}, {machine['cpu_count']} cores, torch {machine['torch']}\n")
+    print(describe_machine(machine) + "\n")
     print(f"City: {args.size} (seed {args.seed}); model {args.model} at {args.image_size}, random init\n")
     print("| method | split | domain | R@1 before | R@1 after | R@5 before | R@5 after | epochs | minutes |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|")
@@ -221,11 +216,7 @@ def main() -> None:
                     f"| {r['method']} | {split} | {d} | {b['R@1']:.1f} | {a['R@1']:.1f} | "
                     f"{b['R@5']:.1f} | {a['R@5']:.1f} | {r['epochs']} | {r['train_seconds'] / 60:.1f} |"
                 )
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(
-            json.dumps({"command": command, "machine": machine, "rows": rows}, indent=2) + "\n"
-        )
+    write_results(args.out, command=command, machine=machine, rows=rows)
 
 
 if __name__ == "__main__":
