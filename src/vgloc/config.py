@@ -253,8 +253,10 @@ class CosPlaceConfig:
         iterations_per_epoch: Steps per epoch, 10,000 (CP parser.py:31-33).
         loss: Margin loss of the classifiers: ``cosface`` (CP: s=30, m=0.40,
             cosface_loss.py:24-38), ``arcface`` or ``sphereface``.
-        loss_params: Overrides of the loss preset (``s``, ``m``, ...), see
-            :func:`vgloc.losses.create_margin_head`.
+        loss_params: Overrides of the loss preset (``s``, ``m``, ...; booleans
+            ``scale_by_norm`` and ``annealing``, SphereFace's Caffe lambda schedule),
+            see :func:`vgloc.losses.create_margin_head`, e.g.
+            ``cosplace.loss_params={s: 30, annealing: true}``.
         classifiers_lr: Adam learning rate of each group's classifier, 0.01
             (CP parser.py:34-35; train.py:53).
     """
@@ -270,7 +272,7 @@ class CosPlaceConfig:
     batch_size: int = 32
     iterations_per_epoch: int = 10_000
     loss: Literal["cosface", "arcface", "sphereface"] = "cosface"
-    loss_params: dict[str, float] = field(default_factory=dict)
+    loss_params: dict[str, float | bool] = field(default_factory=dict)
     classifiers_lr: float = 0.01
 
 

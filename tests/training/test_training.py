@@ -426,3 +426,18 @@ def test_max_minutes_stops_at_an_epoch_boundary_and_keeps_the_initial_weights(
 
 def test_without_max_minutes_every_epoch_runs(cosplace_run: TrainResult) -> None:
     assert not cosplace_run.stopped_by_time and [row["epoch"] for row in cosplace_run.history] == [1, 2]
+
+
+def test_sphereface_annealing_is_reachable_from_the_config(train_city: Path, tmp_path: Path) -> None:
+    """Booleans in cosplace.loss_params reach the margin head: the Caffe lambda schedule counts steps."""
+    cfg = small_config(
+        train_city,
+        "cosplace",
+        "cosplace.loss=sphereface",
+        "cosplace.loss_params={s: 30, annealing: true}",
+        "schedule.epochs=1",
+    )
+    result = train(cfg, run_dir=tmp_path / "run")
+    classifiers = load_training_checkpoint(result.run_dir)["method_state"]["classifiers"]
+    # Epoch 1 trains group 0 only, for cosplace.iterations_per_epoch=3 steps.
+    assert [int(c["iteration"]) for c in classifiers] == [3, 0]
