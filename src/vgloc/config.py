@@ -252,7 +252,10 @@ class CosPlaceConfig:
         batch_size: Images per step (global), 32 (CP parser.py:31-33).
         iterations_per_epoch: Steps per epoch, 10,000 (CP parser.py:31-33).
         loss: Margin loss of the classifiers: ``cosface`` (CP: s=30, m=0.40,
-            cosface_loss.py:24-38), ``arcface`` or ``sphereface``.
+            cosface_loss.py:24-38), ``arcface`` or ``sphereface``. SphereFace's
+            presets (m=4, scale = ||x|| = 1 on normalised descriptors, no annealing,
+            as PML) barely learn from random weights; train it with
+            ``loss_params={s: 30, annealing: true}`` (BENCHMARKS.md).
         loss_params: Overrides of the loss preset (``s``, ``m``, ...; booleans
             ``scale_by_norm`` and ``annealing``, SphereFace's Caffe lambda schedule),
             see :func:`vgloc.losses.create_margin_head`, e.g.
