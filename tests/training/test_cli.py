@@ -85,3 +85,11 @@ def test_train_and_resume_from_the_command_line(
 
     with pytest.raises(CheckpointMismatchError, match=r"model\.spec"):
         args.func(args)
+    # A resumed run may get a time budget: it stops after one more epoch and says why.
+    capsys.readouterr()
+    args = _parser().parse_args(
+        ["train", "cosplace", "--resume", str(run), "--epochs", "5", "--set", "schedule.max_minutes=0.001"]
+    )
+    assert args.func(args) == 0
+    assert "(stopped by schedule.max_minutes)" in capsys.readouterr().out
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 3

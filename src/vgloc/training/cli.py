@@ -219,7 +219,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         size = ",".join(str(v) for v in cfg.val_image_size)
         print(
             f"best {cfg.schedule.select_metric} {result.best_metric:.2f} at epoch {result.best_epoch}"
-            f"{' (stopped early)' if result.stopped_early else ''}: {result.best_model}"
+            f"{' (stopped early)' if result.stopped_early else ''}"
+            f"{' (stopped by schedule.max_minutes)' if result.stopped_by_time else ''}: {result.best_model}"
         )
         print(
             f"evaluate: vgloc eval --dataset {cfg.data.root} --split test --model {cfg.model.spec} "
