@@ -680,7 +680,8 @@ def apply_overrides(cfg: TrainConfig, overrides: Iterable[str], *, validate: boo
     Values are parsed for the field's type: numbers (``1e-5``), booleans
     (``true``/``false``/``yes``/``no``), ``null``/``none`` for optional fields,
     comma lists (``96,128``, ``queries,queries_night``) or YAML flow syntax
-    (``[96, 128]``, ``{alpha: 10}``).
+    (``[96, 128]``, ``{alpha: 10}``). A key one level inside a mapping field sets one
+    entry and keeps the others (``cosplace.loss_params.s=30``).
 
     Args:
         cfg: The config (not modified).
@@ -841,6 +842,13 @@ def _set(cfg: TrainConfig, key: str, value: Any, *, from_string: bool = False, w
                 subkeys = ", ".join(f"{key}.{n}" for n in _field_names(target))
                 raise ConfigError(f"{key!r}{where} is a section, not a value; set one of its keys: {subkeys}")
             setattr(obj, part, _coerce(value, hints[part], key, from_string, where))
+        elif i == len(parts) - 2 and get_origin(get_type_hints(type(obj))[part]) is dict:
+            # One entry of a mapping field: ``cosplace.loss_params.s=30`` updates ``s`` and keeps the rest.
+            value_type = get_args(get_type_hints(type(obj))[part])[1]
+            entries = dict(getattr(obj, part))
+            entries[parts[-1]] = _coerce(value, value_type, key, from_string, where)
+            setattr(obj, part, entries)
+            return
         else:
             obj = getattr(obj, part)
 

@@ -111,6 +111,20 @@ def test_yaml_file_then_overrides(tmp_path: Path) -> None:
     assert cfg.data.image_size == (96, 128)
 
 
+def test_one_entry_of_a_mapping_is_set_by_a_dotted_key() -> None:
+    cfg = resolve_config(
+        "cosplace",
+        overrides=[
+            "cosplace.loss_params={m: 4}",
+            "cosplace.loss_params.s=30",
+            "cosplace.loss_params.annealing=true",
+        ],
+    )
+    assert cfg.cosplace.loss_params == {"m": 4.0, "s": 30.0, "annealing": True}  # earlier entries kept
+    with pytest.raises(ConfigError, match=r"cosplace\.loss_params\.s='abc': expected float \| bool"):
+        resolve_config("cosplace", overrides=["cosplace.loss_params.s=abc"])
+
+
 def test_saved_config_round_trips(tmp_path: Path) -> None:
     cfg = resolve_config("cosplace", overrides=["data.root=/data/x", "cosplace.loss_params={s: 64, m: 0.35}"])
     path = save_config(cfg, tmp_path / "run" / "config.yaml")
