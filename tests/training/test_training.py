@@ -44,6 +44,23 @@ def _recalls(result: TrainResult) -> list[dict[str, Any]]:
     ]
 
 
+def _assert_validation_recalls(root: Path, model_file: Path, row: dict[str, Any]) -> None:
+    """``vgloc.evaluate`` of ``model_file`` on val day queries gives the recalls logged in ``row``."""
+    from vgloc.api import ExtractionOptions, evaluate
+
+    result = evaluate(
+        root,
+        "val",
+        "tiny+gem+fc64",
+        checkpoint=model_file,
+        recall_values=(1, 5, 10),
+        domains=["queries"],
+        options=ExtractionOptions(image_size=(48, 64), precision="fp32", progress=False),
+    )
+    for n in (1, 5, 10):
+        assert result.domains["queries"].recalls[n] == pytest.approx(row[f"val/queries/R@{n}"])
+
+
 # ----------------------------------------------------------------------------- learning
 
 
@@ -192,7 +209,6 @@ def test_checkpoints_load_with_weights_only(cosplace_run: TrainResult) -> None:
 
 
 def test_exported_model_evaluates_as_in_validation(cosplace_run: TrainResult, train_city: Path) -> None:
-    from vgloc.api import ExtractionOptions, evaluate
     from vgloc.models import load_model
 
     assert cosplace_run.best_model is not None
@@ -200,17 +216,7 @@ def test_exported_model_evaluates_as_in_validation(cosplace_run: TrainResult, tr
     assert model.spec == "tiny+gem+fc64"
     assert model.checkpoint_extra["image_size"] == [48, 64]
     best = [row for row in cosplace_run.history if row["best"]][-1]
-    result = evaluate(
-        train_city,
-        "val",
-        "tiny+gem+fc64",
-        checkpoint=cosplace_run.best_model,
-        recall_values=(1, 5, 10),
-        domains=["queries"],
-        options=ExtractionOptions(image_size=(48, 64), precision="fp32", progress=False),
-    )
-    for n in (1, 5, 10):
-        assert result.domains["queries"].recalls[n] == pytest.approx(best[f"val/queries/R@{n}"])
+    _assert_validation_recalls(train_city, cosplace_run.best_model, best)
 
 
 def test_resume_with_another_recipe_is_refused(
@@ -397,8 +403,6 @@ def test_max_minutes_stops_at_an_epoch_boundary_and_keeps_the_initial_weights(
     train_city: Path, tmp_path: Path
 ) -> None:
     """A budget shorter than one epoch: the first epoch finishes, is validated and saved, then the run stops."""
-    from vgloc.api import ExtractionOptions, evaluate
-
     cfg = small_config(
         train_city,
         "cosplace",
@@ -411,17 +415,7 @@ def test_max_minutes_stops_at_an_epoch_boundary_and_keeps_the_initial_weights(
     assert [row["epoch"] for row in result.history] == [0, 1]
     assert load_training_checkpoint(result.run_dir)["epoch"] == 1
     # initial_model.pt holds the weights the before-training validation measured.
-    before = evaluate(
-        train_city,
-        "val",
-        "tiny+gem+fc64",
-        checkpoint=result.run_dir / "initial_model.pt",
-        recall_values=(1, 5, 10),
-        domains=["queries"],
-        options=ExtractionOptions(image_size=(48, 64), precision="fp32", progress=False),
-    )
-    for n in (1, 5, 10):
-        assert before.domains["queries"].recalls[n] == pytest.approx(result.history[0][f"val/queries/R@{n}"])
+    _assert_validation_recalls(train_city, result.run_dir / "initial_model.pt", result.history[0])
 
 
 def test_without_max_minutes_every_epoch_runs(cosplace_run: TrainResult) -> None:
