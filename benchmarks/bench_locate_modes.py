@@ -19,7 +19,7 @@ from vgloc.api import ExtractionOptions, build_index, compute_descriptors
 from vgloc.data import load_split
 from vgloc.data.synthetic import generate_city
 from vgloc.demo import cache_dir
-from vgloc.locate import KDEParams, predict_positions
+from vgloc.predict import KDEParams, predict_positions
 
 
 def main() -> None:

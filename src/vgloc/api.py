@@ -32,7 +32,7 @@ from vgloc.evaluation.recall import (
 from vgloc.geo import positives_within
 from vgloc.index.faiss_index import DEFAULT_SEARCH_PARAMS
 from vgloc.io import write_json_atomic
-from vgloc.locate import DEFAULT_KDE, KDEParams, Match, Prediction, predict_positions
+from vgloc.predict import DEFAULT_KDE, KDEParams, Match, Prediction, predict_positions
 
 if TYPE_CHECKING:
     from typing import TypeAlias

@@ -304,7 +304,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
 
 def cmd_locate(args: argparse.Namespace) -> int:
     from vgloc.api import ExtractionOptions, locate
-    from vgloc.locate import KDEParams
+    from vgloc.predict import KDEParams
 
     kde = KDEParams(k=args.kde_k, m=args.kde_m, sigma_m=args.kde_sigma)
     options = None

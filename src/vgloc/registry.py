@@ -30,8 +30,13 @@ from typing import Any, Generic, TypeVar, overload
 __all__ = [
     "AGGREGATORS",
     "BACKBONES",
+    "COMMANDS",
+    "DESCRIBERS",
     "HEADS",
+    "METRICS",
+    "PREDICTORS",
     "RERANKERS",
+    "TRAINING_METHODS",
     "Registry",
     "RegistryEntry",
     "UnknownNameError",
@@ -211,9 +216,20 @@ class Registry(Generic[T]):
 
 
 # One registry per kind of component. They are filled by the modules that define
-# the components (vgloc.models.* registers on import; importing vgloc.models is
-# enough to populate the first three).
+# the components, at import time of the package that owns them:
+#   BACKBONES, AGGREGATORS, HEADS   vgloc.models         (network parts of a spec string)
+#   DESCRIBERS                      vgloc.describers     (spec -> images-to-descriptors object)
+#   PREDICTORS                      vgloc.predict        (neighbours -> position + confidence)
+#   METRICS                         vgloc.evaluation     (predictions + truth -> numbers)
+#   RERANKERS                       vgloc.rerank         (top-K candidates -> re-ordered)
+#   TRAINING_METHODS                vgloc.training       (trainer, config section, preset, help)
+#   COMMANDS                        vgloc.cli            (one module per command)
 BACKBONES: Registry[Any] = Registry("backbone")
 AGGREGATORS: Registry[Any] = Registry("aggregator")
 HEADS: Registry[Any] = Registry("head")
+DESCRIBERS: Registry[Any] = Registry("describer")
+PREDICTORS: Registry[Any] = Registry("predictor")
+METRICS: Registry[Any] = Registry("metric")
 RERANKERS: Registry[Any] = Registry("reranker")
+TRAINING_METHODS: Registry[Any] = Registry("training method")
+COMMANDS: Registry[Any] = Registry("command")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vgloc.locate import KDEParams, Prediction, kernel_density, predict_position, predict_positions
+from vgloc.predict import KDEParams, Prediction, kernel_density, predict_position, predict_positions
 
 
 def test_nearest_returns_top1_position() -> None:
