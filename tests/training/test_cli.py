@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from tests.training._helpers import small_overrides
-from vgloc.training.cli import add_train_parser
+from vgloc.cli.train import add_train_parser
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,6 +1,6 @@
 """``vgloc train triplet|cosplace``: the training commands of the ``vgloc`` CLI.
 
-:func:`add_train_parser` adds the ``train`` command with one sub-command per method.
+:data:`COMMAND` registers the ``train`` command, with one sub-command per method.
 Options resolve into a :class:`vgloc.config.TrainConfig` in this order (later wins):
 method defaults -> ``--config FILE.yaml`` -> the shorthand options (``--dataset``,
 ``--model``, ``--epochs``, ...) -> ``--set key=value`` (repeatable). With
@@ -27,7 +27,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_train_parser", "build_train_config", "cmd_train"]
+from vgloc.cli.command import Command, register
+from vgloc.cli.options import add_runtime_options, positive_int
+
+__all__ = ["COMMAND", "add_arguments", "add_train_parser", "build_train_config", "cmd_train"]
 
 log = logging.getLogger("vgloc")
 
@@ -41,23 +44,20 @@ def _precision(text: str) -> str:
 def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``vgloc train {triplet,cosplace}`` to the CLI's sub-command parsers.
 
+    Kept for callers that assemble their own parser; :func:`vgloc.cli.build_parser`
+    adds the command through :data:`COMMAND` like every other.
+
     Args:
-        subparsers: The object returned by ``parser.add_subparsers()`` in
-            :func:`vgloc.cli.build_parser`.
+        subparsers: The object returned by ``parser.add_subparsers()``.
 
     Returns:
         The ``train`` parser.
     """
-    from vgloc.cli import add_runtime_options, positive_int
+    return COMMAND.add_parser(subparsers)
 
-    p_train = subparsers.add_parser(
-        "train",
-        help="train a descriptor model (VG-benchmark triplets or CosPlace)",
-        description="Train a global-descriptor model on a dataset in the field's layout "
-        "(images/{train,val}/{database,queries}). The run folder gets config.yaml, info.log, "
-        "debug.log, steps.csv, metrics.csv/json, last.pt, best.pt and best_model.pt (usable with "
-        "`vgloc index build / locate / eval --checkpoint`).",
-    )
+
+def add_arguments(p_train: argparse.ArgumentParser) -> None:
+    """Add one nested sub-command per training method to the ``train`` parser."""
     methods = p_train.add_subparsers(
         dest="method", metavar="METHOD", required=True, help="training method: triplet or cosplace"
     )
@@ -146,7 +146,6 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                 )
         # The train command chooses its run folder itself (a resumed run continues in its own).
         p.set_defaults(func=cmd_train, writes_results=False)
-    return p_train
 
 
 def build_train_config(args: argparse.Namespace) -> Any:
@@ -227,3 +226,19 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"--checkpoint {result.best_model} --resize {size}"
         )
     return 0
+
+
+COMMAND = register(
+    Command(
+        name="train",
+        help="train a descriptor model (VG-benchmark triplets or CosPlace)",
+        description="Train a global-descriptor model on a dataset in the field's layout "
+        "(images/{train,val}/{database,queries}). The run folder gets config.yaml, info.log, "
+        "debug.log, steps.csv, metrics.csv/json, last.pt, best.pt and best_model.pt (usable with "
+        "`vgloc index build / locate / eval --checkpoint`).",
+        add_arguments=add_arguments,
+        run=cmd_train,
+        # The train command chooses its run folder itself (a resumed run continues in its own).
+        writes_results=False,
+    )
+)

@@ -1,0 +1,258 @@
+"""Options and value parsers that several ``vgloc`` commands share.
+
+One setting has one option name in every command (``--image-size``, ``--rerank``,
+...); the groups here are the single place that spells them, so commands cannot
+drift apart again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "add_extraction_options",
+    "add_model_options",
+    "add_rerank_options",
+    "add_runtime_options",
+    "default_run_dir",
+    "extraction_options",
+    "parse_image_size",
+    "parse_int_list",
+    "positive_float",
+    "positive_int",
+    "setup_logging",
+]
+
+# --------------------------------------------------------------------------- parsing helpers
+
+
+def parse_int_list(text: str) -> list[int]:
+    """``"1,5,10"`` -> ``[1, 5, 10]`` (argparse type)."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def parse_image_size(text: str) -> tuple[int, int] | None:
+    """``"480,640"`` -> (480, 640); ``"native"`` -> None (argparse type)."""
+    if text.lower() in ("native", "none", "full"):
+        return None
+    parts = text.replace("x", ",").split(",")
+    try:
+        h, w = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected H,W (e.g. 480,640) or 'native', got {text!r}") from None
+    if h < 16 or w < 16:
+        raise argparse.ArgumentTypeError(f"image size {h}x{w} is too small (at least 16x16)")
+    return h, w
+
+
+def positive_float(text: str) -> float:
+    """argparse type for a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type for an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+# --------------------------------------------------------------------------- shared options
+
+
+def add_runtime_options(p: argparse.ArgumentParser) -> None:
+    """Options every command shares: device, seed, logging, run folder."""
+    g = p.add_argument_group("runtime")
+    g.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ... (default: cpu)")
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed for random initialisation and sampling (default: 0)",
+    )
+    g.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="console log level (default: info); the run folder always gets debug",
+    )
+    g.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help="folder for this run's log and outputs (default: runs/<time>-<command> for "
+        "commands that write results; none for `locate` and `models`)",
+    )
+
+
+def add_model_options(p: argparse.ArgumentParser, required: bool = True, default: str | None = None) -> None:
+    """Model spec, checkpoint and pretrained-weight options."""
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        required=required and default is None,
+        default=default,
+        help="model spec backbone+aggregator+head, e.g. resnet18+gem+fc512 or "
+        "resnet50.conv4+netvlad64 (see `vgloc models`)",
+    )
+    g.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="weights: a vgloc checkpoint or an authors' state dict (CosPlace, VG benchmark)",
+    )
+    g.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="start from ImageNet backbone weights (downloads once; offline it needs a cached file)",
+    )
+
+
+def add_extraction_options(
+    p: argparse.ArgumentParser,
+    default_size: str = "480,640",
+    default_batch: int = 16,
+    size_note: str = "the VG benchmark's",
+    auto_note: str = "auto = fp16 on CUDA, fp32 on CPU",
+) -> None:
+    """How images become descriptors."""
+    g = p.add_argument_group("descriptor extraction")
+    g.add_argument(
+        "--resize",
+        type=parse_image_size,
+        default=parse_image_size(default_size),
+        help=f"resize every image to H,W before description, or 'native' to keep full "
+        f"resolution (default: {default_size}, {size_note})",
+    )
+    g.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=default_batch,
+        help=f"images per forward pass (default: {default_batch})",
+    )
+    g.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="autocast precision: bf16 is ~2.5x faster on CPUs with AVX-512 BF16; fp16 on CUDA; "
+        f"{auto_note} (default: auto)",
+    )
+    g.add_argument(
+        "--channels-last", action="store_true", help="NHWC memory format (faster with bf16 on CPU)"
+    )
+    g.add_argument("--workers", type=int, default=0, help="image-decoding worker processes (default: 0)")
+    g.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def extraction_options(args: argparse.Namespace, brightness: float | None = None) -> Any:
+    from vgloc.api import ExtractionOptions
+
+    return ExtractionOptions(
+        image_size=args.resize,
+        batch_size=args.batch_size,
+        device=args.device,
+        precision=args.precision,
+        channels_last=args.channels_last,
+        num_workers=args.workers,
+        brightness=brightness,
+        progress=not args.no_progress,
+    )
+
+
+def add_rerank_options(p: argparse.ArgumentParser, evaluation: bool = False) -> None:
+    """Local-feature re-ranking of the retrieved candidates (``locate`` and ``eval``)."""
+    g = p.add_argument_group("re-ranking (local features + geometric verification)")
+    g.add_argument(
+        "--rerank",
+        metavar="SPEC",
+        default=None,
+        help="re-rank the top candidates with extractor+matcher+verifier, e.g. rootsift+mnn+ransac, "
+        "sift+ratio+fundamental, orb+mnn+ransac, akaze+mnn+ransac, rootsift+mnn+rss (default: off)",
+    )
+    g.add_argument(
+        "--rerank-k",
+        type=positive_int,
+        default=100,
+        metavar="K",
+        help="candidates to re-rank per query, clipped to the database size (default: 100)",
+    )
+    g.add_argument(
+        "--rerank-cache",
+        type=Path,
+        default=None,
+        metavar="FILE.h5",
+        help="HDF5 cache of local features, so database features are extracted once across runs",
+    )
+    g.add_argument(
+        "--rerank-fusion",
+        default=None,
+        choices=["zscore", "linear"],
+        help="also weigh in the global similarity (default: rank by the verification score alone)",
+    )
+    if evaluation:
+        g.add_argument(
+            "--rerank-fusion-weight",
+            type=float,
+            default=0.5,
+            metavar="W",
+            help="weight of the global similarity in the fusion (default: 0.5)",
+        )
+        g.add_argument(
+            "--rerank-sweep",
+            type=parse_int_list,
+            default=None,
+            metavar="K1,K2,...",
+            help="also sweep K (e.g. 1,5,10,20,50,100): the top-max(K) are verified once and "
+            "re-ordered for each K using only the first K scores; the time at K is the query's "
+            "feature extraction plus the measured verification time of its first K candidates. "
+            "Writes rerank_sweep.csv/.md/.png (Recall@N and ms/query against K) to the output folder",
+        )
+
+
+# --------------------------------------------------------------------------- logging
+
+
+def setup_logging(level: str, run_dir: Path | None) -> list[logging.Handler]:
+    """Console logging at ``level``; a debug log file in ``run_dir`` when given.
+
+    Configured here (the CLI entry point), never at import, so library users keep
+    control of logging. Returns the handlers so :func:`main` can remove them again.
+    """
+    root = logging.getLogger("vgloc")
+    root.setLevel(logging.DEBUG)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(getattr(logging, level.upper()))
+    console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    root.addHandler(console)
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(run_dir / "log.txt")
+        fh.setLevel(logging.DEBUG)
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(fh)
+    return list(root.handlers)
+
+
+def default_run_dir(command: str) -> Path:
+    return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{command}"
