@@ -72,7 +72,7 @@ def test_train_and_resume_from_the_command_line(
     args = _parser().parse_args(argv)
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    assert f"--checkpoint {run / 'best_model.pt'} --resize 48,64" in out
+    assert f"--checkpoint {run / 'best_model.pt'} --image-size 48,64" in out
     assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 1
     # Continue the same run for one more epoch: only the run folder and the new length are given.
     args = _parser().parse_args(["train", "cosplace", "--resume", str(run), "--epochs", "2", "--no-progress"])

@@ -29,7 +29,15 @@ from typing import Any
 
 from vgloc.registry import COMMANDS
 
-__all__ = ["EXIT_ERROR", "EXIT_USAGE", "Command", "SuggestingArgumentParser", "register"]
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_USAGE",
+    "AliasHelpFormatter",
+    "Command",
+    "SuggestingArgumentParser",
+    "close_matches",
+    "register",
+]
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
@@ -89,6 +97,16 @@ def close_matches(word: str, choices: Sequence[str]) -> list[str]:
     return difflib.get_close_matches(word, list(choices), n=3, cutoff=0.5)
 
 
+class AliasHelpFormatter(argparse.HelpFormatter):
+    """Writes ``--image-size, --resize H,W`` instead of repeating the metavar per alias."""
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if len(action.option_strings) < 2 or action.nargs == 0:
+            return super()._format_action_invocation(action)
+        args = self._format_args(action, self._get_default_metavar_for_optional(action))
+        return f"{', '.join(action.option_strings)} {args}"
+
+
 class SuggestingArgumentParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose sub-commands answer a typo with the closest names.
 
@@ -96,7 +114,12 @@ class SuggestingArgumentParser(argparse.ArgumentParser):
     probably meant; with a dozen commands the hint is what saves a look at
     ``--help``. Sub-parsers are created with the parent's class, so every nesting
     level (``vgloc index ACTION``, ``vgloc train METHOD``) gets the same hint.
+    Help lists an option's aliases once, with its metavar (:class:`AliasHelpFormatter`).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", AliasHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         # argparse validates a sub-command name here, before the sub-parsers action

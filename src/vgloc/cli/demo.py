@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from vgloc.cli.command import Command, register
-from vgloc.cli.options import add_extraction_options, add_runtime_options, extraction_options
+from vgloc.cli.options import add_extraction_options, add_option, add_runtime_options, extraction_options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,11 +19,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="city size (default: small)",
     )
     p.add_argument("--model", default="resnet18+gem", help="model spec (default: resnet18+gem, random init)")
-    p.add_argument(
-        "--dataset-dir",
+    add_option(
+        p,
+        "--dataset",
         type=Path,
         default=None,
-        help="where the city is generated (default: cache)",
+        help="dataset root where the city is generated, or reused if it is there (default: the cache folder)",
     )
     add_extraction_options(
         p,
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         size=args.size,
         seed=args.seed,
         model=args.model,
-        dataset_dir=args.dataset_dir,
+        dataset_dir=args.dataset,
         options=options,
         progress=not args.no_progress,
     )

@@ -9,6 +9,7 @@ from vgloc.cli.command import Command, register
 from vgloc.cli.options import (
     add_extraction_options,
     add_model_options,
+    add_option,
     add_rerank_options,
     add_runtime_options,
     extraction_options,
@@ -19,7 +20,7 @@ from vgloc.cli.options import (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``vgloc eval``."""
-    p.add_argument("--dataset", type=Path, required=True, help="root with images/<split>/{database,queries*}")
+    add_option(p, "--dataset", type=Path, required=True, help="root with images/<split>/{database,queries*}")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split (default: test)")
     p.add_argument(
         "--recall",

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from vgloc.cli.command import Command, register
 from vgloc.cli.options import (
+    add_option,
+    add_precision_option,
     add_rerank_options,
     add_runtime_options,
     parse_image_size,
@@ -40,19 +42,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--model", default=None, help="override the model recorded in the index (same spec)")
     p.add_argument("--checkpoint", type=Path, default=None, help="override the index's weights")
-    p.add_argument(
-        "--resize",
-        dest="resize_override",
+    add_option(
+        p,
+        "--image-size",
+        metavar="H,W",
         type=parse_image_size,
         default=None,
-        help="query resize H,W or 'native' (default: the index's image size)",
+        help="resize queries to H,W, or 'native' to keep full resolution (default: the index's image size)",
     )
-    p.add_argument(
-        "--precision",
-        default="auto",
-        choices=["auto", "fp32", "bf16", "fp16"],
-        help="autocast precision",
-    )
+    add_precision_option(p)
     add_rerank_options(p)
     add_runtime_options(p)
 
@@ -64,13 +62,11 @@ def run(args: argparse.Namespace) -> int:
 
     kde = KDEParams(k=args.kde_k, m=args.kde_m, sigma_m=args.kde_sigma)
     options = None
-    if args.resize_override is not None or args.device != "cpu" or args.precision != "auto":
+    if args.image_size is not None or args.device != "cpu" or args.precision != "auto":
         from vgloc.index import GeoIndex
 
         size = (
-            args.resize_override
-            if args.resize_override is not None
-            else GeoIndex.read_metadata(args.index).image_size
+            args.image_size if args.image_size is not None else GeoIndex.read_metadata(args.index).image_size
         )
         options = ExtractionOptions(
             image_size=size, device=args.device, precision=args.precision, progress=False

@@ -1,8 +1,9 @@
 """Options and value parsers that several ``vgloc`` commands share.
 
 One setting has one option name in every command (``--image-size``, ``--rerank``,
-...); the groups here are the single place that spells them, so commands cannot
-drift apart again.
+...). Older names stay accepted as aliases, listed in :data:`OPTION_ALIASES` and
+shown in ``--help`` as "(alias: --resize)"; commands add such options with
+:func:`add_option` so that the canonical name and its aliases cannot drift apart.
 """
 
 from __future__ import annotations
@@ -15,18 +16,61 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "OPTION_ALIASES",
     "add_extraction_options",
     "add_model_options",
+    "add_option",
+    "add_precision_option",
     "add_rerank_options",
     "add_runtime_options",
     "default_run_dir",
     "extraction_options",
+    "option_names",
     "parse_image_size",
     "parse_int_list",
     "positive_float",
     "positive_int",
     "setup_logging",
 ]
+
+# Canonical option name -> the older names still accepted for it. The old names are
+# the ones commands used before they were unified (v0.x); scripts and the README's
+# older examples keep working with them.
+OPTION_ALIASES: dict[str, tuple[str, ...]] = {
+    # index build, eval and demo said --resize; train already said --image-size.
+    "--image-size": ("--resize",),
+    # rerank-show said --spec for what locate and eval call --rerank.
+    "--rerank": ("--spec",),
+    # demo said --dataset-dir for the dataset root that eval and train call --dataset.
+    "--dataset": ("--dataset-dir",),
+}
+
+
+def option_names(canonical: str) -> tuple[str, ...]:
+    """``canonical`` followed by its aliases, e.g. ``("--image-size", "--resize")``."""
+    return (canonical, *OPTION_ALIASES.get(canonical, ()))
+
+
+def add_option(p: Any, canonical: str, *, help: str, **kwargs: Any) -> argparse.Action:
+    """Add the option ``canonical`` with its aliases, noting them in the help text.
+
+    Args:
+        p: A parser or argument group.
+        canonical: The option's one name (``"--image-size"``); its aliases come from
+            :data:`OPTION_ALIASES`.
+        help: The help text; " (alias: --old)" is appended when there are aliases.
+        **kwargs: Passed to ``add_argument``. ``dest`` defaults to the canonical
+            name, so every alias fills the same attribute.
+
+    Returns:
+        The argparse action.
+    """
+    aliases = OPTION_ALIASES.get(canonical, ())
+    if aliases:
+        help = f"{help} (alias: {', '.join(aliases)})"
+    action: argparse.Action = p.add_argument(canonical, *aliases, help=help, **kwargs)
+    return action
+
 
 # --------------------------------------------------------------------------- parsing helpers
 
@@ -138,8 +182,10 @@ def add_extraction_options(
 ) -> None:
     """How images become descriptors."""
     g = p.add_argument_group("descriptor extraction")
-    g.add_argument(
-        "--resize",
+    add_option(
+        g,
+        "--image-size",
+        metavar="H,W",
         type=parse_image_size,
         default=parse_image_size(default_size),
         help=f"resize every image to H,W before description, or 'native' to keep full "
@@ -151,13 +197,7 @@ def add_extraction_options(
         default=default_batch,
         help=f"images per forward pass (default: {default_batch})",
     )
-    g.add_argument(
-        "--precision",
-        default="auto",
-        choices=["auto", "fp32", "bf16", "fp16"],
-        help="autocast precision: bf16 is ~2.5x faster on CPUs with AVX-512 BF16; fp16 on CUDA; "
-        f"{auto_note} (default: auto)",
-    )
+    add_precision_option(g, auto_note)
     g.add_argument(
         "--channels-last", action="store_true", help="NHWC memory format (faster with bf16 on CPU)"
     )
@@ -165,11 +205,23 @@ def add_extraction_options(
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def add_precision_option(p: Any, auto_note: str = "auto = fp16 on CUDA, fp32 on CPU") -> None:
+    """``--precision auto|fp32|bf16|fp16``, the autocast precision of description."""
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="autocast precision: bf16 is ~2.5x faster on CPUs with AVX-512 BF16; fp16 on CUDA; "
+        f"{auto_note} (default: auto)",
+    )
+
+
 def extraction_options(args: argparse.Namespace, brightness: float | None = None) -> Any:
+    """The :class:`vgloc.api.ExtractionOptions` of parsed extraction and runtime options."""
     from vgloc.api import ExtractionOptions
 
     return ExtractionOptions(
-        image_size=args.resize,
+        image_size=args.image_size,
         batch_size=args.batch_size,
         device=args.device,
         precision=args.precision,
@@ -183,7 +235,8 @@ def extraction_options(args: argparse.Namespace, brightness: float | None = None
 def add_rerank_options(p: argparse.ArgumentParser, evaluation: bool = False) -> None:
     """Local-feature re-ranking of the retrieved candidates (``locate`` and ``eval``)."""
     g = p.add_argument_group("re-ranking (local features + geometric verification)")
-    g.add_argument(
+    add_option(
+        g,
         "--rerank",
         metavar="SPEC",
         default=None,
@@ -255,4 +308,5 @@ def setup_logging(level: str, run_dir: Path | None) -> list[logging.Handler]:
 
 
 def default_run_dir(command: str) -> Path:
+    """``runs/<YYYYmmdd-HHMMSS>-<command>``: the run folder of commands that write results."""
     return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{command}"

@@ -6,15 +6,17 @@ import argparse
 from pathlib import Path
 
 from vgloc.cli.command import Command, register
-from vgloc.cli.options import add_runtime_options, positive_int
+from vgloc.cli.options import add_option, add_runtime_options, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``vgloc rerank-show``."""
     p.add_argument("query", type=Path, help="the query image")
     p.add_argument("candidate", type=Path, help="the candidate (database) image")
-    p.add_argument(
-        "--spec",
+    add_option(
+        p,
+        "--rerank",
+        metavar="SPEC",
         default="rootsift+mnn+ransac",
         help="re-ranker spec extractor+matcher+verifier (default: rootsift+mnn+ransac)",
     )
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"image not found: {path}")
     if args.max_outliers < 0:
         raise ValueError(f"--max-outliers must be >= 0, got {args.max_outliers}")
-    with Reranker(args.spec) as reranker:
+    with Reranker(args.rerank) as reranker:
         out, ver = visualize_pair(
             args.query,
             args.candidate,

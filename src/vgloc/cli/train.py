@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from vgloc.cli.command import Command, register
-from vgloc.cli.options import add_runtime_options, positive_int
+from vgloc.cli.options import add_option, add_runtime_options, positive_int
 
 __all__ = ["COMMAND", "add_arguments", "add_train_parser", "build_train_config", "cmd_train"]
 
@@ -83,8 +83,12 @@ def add_arguments(p_train: argparse.ArgumentParser) -> None:
             "with --config or --set; see vgloc.config for every key and its source.",
         )
         g = p.add_argument_group("configuration")
-        g.add_argument(
-            "--dataset", type=Path, default=None, help="dataset root with images/{train,val}/... (data.root)"
+        add_option(
+            g,
+            "--dataset",
+            type=Path,
+            default=None,
+            help="dataset root with images/{train,val}/... (data.root)",
         )
         g.add_argument("--model", default=None, help="model spec, e.g. resnet18+gem+fc512 (model.spec)")
         g.add_argument(
@@ -105,8 +109,12 @@ def add_arguments(p_train: argparse.ArgumentParser) -> None:
         g.add_argument(
             "--batch-size", type=positive_int, default=None, help=f"global batch size ({method}.batch_size)"
         )
-        g.add_argument(
-            "--image-size", default=None, help="training image size H,W, e.g. 480,640 (data.image_size)"
+        add_option(
+            g,
+            "--image-size",
+            metavar="H,W",
+            default=None,
+            help="training image size H,W, e.g. 480,640 (data.image_size)",
         )
         g.add_argument(
             "--precision",
@@ -223,7 +231,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         print(
             f"evaluate: vgloc eval --dataset {cfg.data.root} --split test --model {cfg.model.spec} "
-            f"--checkpoint {result.best_model} --resize {size}"
+            f"--checkpoint {result.best_model} --image-size {size}"
         )
     return 0
 
