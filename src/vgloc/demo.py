@@ -14,7 +14,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vgloc.api import EvalResult, ExtractionOptions, build_index, evaluate
+from vgloc.describers import ExtractionOptions
+from vgloc.evaluation import EvalResult, evaluate
+from vgloc.localizer import build_index
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +82,6 @@ def run_demo(
     """
     from vgloc.data import load_split
     from vgloc.data.synthetic import generate_city
-    from vgloc.evaluation.report import write_eval_report
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -100,6 +101,6 @@ def run_demo(
     bench = load_split(root, "test", progress=progress)
     index_path = out / "index"
     build_index(bench.database, model, index_path, options=options, validate=False, seed=seed)
-    result = evaluate(root, "test", model, index=index_path, options=options, out_dir=out, seed=seed)
-    report = write_eval_report(result, bench.database, bench.queries, out / "report.html", seed=seed)
-    return DemoResult(dataset=root, index=index_path, report=report, result=result)
+    # The index's own describer (the very weights that described the database) describes the queries.
+    result = evaluate(root, "test", index=index_path, options=options, out_dir=out, seed=seed)
+    return DemoResult(dataset=root, index=index_path, report=out / "report.html", result=result)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
+from vgloc.data.images import ImageInput, is_path_input, open_image_input
 from vgloc.data.records import GeoImageSet
 from vgloc.data.validation import DataError
 
@@ -43,10 +45,12 @@ def load_image(path: str | os.PathLike[str], *, exif_transpose: bool = True) -> 
 
 
 class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
-    """Images read from paths and transformed, with their index.
+    """Images read from paths (or held in memory) and transformed, with their index.
 
     Args:
-        paths: image files, in the order descriptors should follow.
+        paths: image files, in the order descriptors should follow; items may also be
+            in-memory images (PIL, numpy arrays, encoded bytes: see
+            :func:`vgloc.data.images.open_image_input`).
         transform: e.g. :func:`vgloc.data.transforms.build_transform`; maps a PIL RGB
             image to a (3, H, W) tensor.
         exif_transpose: see :func:`load_image`.
@@ -58,12 +62,12 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
 
     def __init__(
         self,
-        paths: Sequence[str | os.PathLike[str]],
+        paths: Sequence[ImageInput],
         transform: Callable[[Image.Image], torch.Tensor],
         *,
         exif_transpose: bool = True,
     ) -> None:
-        self.paths = [Path(p) for p in paths]
+        self.paths: list[Any] = [Path(p) if is_path_input(p) else p for p in paths]
         self.transform = transform
         self.exif_transpose = exif_transpose
 
@@ -79,7 +83,11 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         """Returns ``(tensor (3, H, W), index)``; raises DataError naming an unreadable file."""
-        image = load_image(self.paths[index], exif_transpose=self.exif_transpose)
+        item = self.paths[index]
+        if isinstance(item, Path):
+            image = load_image(item, exif_transpose=self.exif_transpose)
+        else:
+            image = open_image_input(item, exif_transpose=self.exif_transpose, name=f"image #{index}")
         return self.transform(image), index
 
 

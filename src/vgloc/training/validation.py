@@ -1,17 +1,17 @@
-"""Validation recall after each epoch, with the recall code of ``vgloc eval``.
+"""Validation recall after each epoch, computed by the evaluation protocol itself.
 
-The descriptors of the val database and query folders are computed in memory with
-:func:`vgloc.models.extract_descriptors`, searched exactly (inner product on
-L2-normalised descriptors, :func:`vgloc.index.exact_search`, the oracle behind a
-``Flat`` index), and scored with :func:`vgloc.geo.positives_within` and
-:func:`vgloc.evaluation.recall.recall_at_n`, the same functions
-:func:`vgloc.api.evaluate` uses. Images are resized as in :func:`vgloc.data.build_transform`,
-so ``vgloc eval --resize H,W`` on the exported model gives the same numbers.
+:func:`validation_recalls` wraps the network being trained (with the trainer's
+cached image loader) in a :class:`~vgloc.describers.Describer` and runs
+:func:`vgloc.evaluation.evaluate_sets`, the code behind ``vgloc eval``: exact search
+(a ``Flat`` index), positives within the threshold, Recall@N over all queries.
+Images are resized as in :func:`vgloc.data.build_transform`, so ``vgloc eval
+--image-size H,W`` on the exported model gives the same numbers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,10 +19,46 @@ import torch
 from torch import nn
 
 from vgloc.data.layouts import BenchmarkSplit
-from vgloc.evaluation.recall import recall_at_n
-from vgloc.geo import positives_within
+from vgloc.describers import Describer, ExtractionOptions, IndexState
 
-__all__ = ["metric_value", "validation_recalls"]
+__all__ = ["TrainingDescriber", "metric_value", "validation_recalls"]
+
+
+class TrainingDescriber(Describer):
+    """The network being trained, reading images through the trainer's datasets.
+
+    Args:
+        model: maps images to L2-normalised descriptors (left in its original mode).
+        dataset_factory: ``f(paths) -> Dataset`` yielding ``(image, index)``.
+        extract_kwargs: keyword arguments of :func:`vgloc.models.extract_descriptors`.
+    """
+
+    kind = "training"
+
+    def __init__(
+        self, model: nn.Module, dataset_factory: Callable[[Sequence[Path]], Any], **extract_kwargs: Any
+    ):
+        self.model = model
+        self.dataset_factory = dataset_factory
+        self.extract_kwargs = extract_kwargs
+
+    @property
+    def spec(self) -> str:
+        return str(getattr(self.model, "spec", type(self.model).__name__))
+
+    @property
+    def descriptor_dim(self) -> int:
+        return int(getattr(self.model, "descriptor_dim", 0))
+
+    def describe(
+        self, images: Sequence[Any], options: ExtractionOptions, *, queries: bool = False
+    ) -> np.ndarray:
+        from vgloc.models import extract_descriptors
+
+        return extract_descriptors(self.model, self.dataset_factory(list(images)), **self.extract_kwargs)
+
+    def index_state(self) -> IndexState:
+        raise NotImplementedError("a network under training is not indexed; export it first")
 
 
 def validation_recalls(
@@ -61,10 +97,11 @@ def validation_recalls(
         ``{domain: {N: recall %}}``; ``{"mean": ...}`` is not included (see
         :func:`metric_value`).
     """
-    from vgloc.index import exact_search
-    from vgloc.models import extract_descriptors
+    from vgloc.evaluation import evaluate_sets
 
-    kw: dict[str, Any] = dict(
+    describer = TrainingDescriber(
+        model,
+        dataset_factory,
         batch_size=batch_size,
         device=device,
         precision=precision,
@@ -72,18 +109,16 @@ def validation_recalls(
         num_workers=num_workers,
         progress=progress,
     )
-    db_desc = extract_descriptors(model, dataset_factory(split.database.paths), **kw)
-    k = max(recall_values)
-    out: dict[str, dict[int, float]] = {}
-    for name in domains:
-        queries = split.queries[name]
-        q_desc = extract_descriptors(model, dataset_factory(queries.paths), **kw)
-        _, ids = exact_search(db_desc, q_desc, k)
-        if ids.shape[1] < k:  # a database smaller than max(N): empty slots never match
-            ids = np.pad(ids, ((0, 0), (0, k - ids.shape[1])), constant_values=-1)
-        positives = positives_within(split.database.utm, queries.utm, threshold_m)
-        out[name] = recall_at_n(ids, positives, recall_values)
-    return out
+    results = evaluate_sets(
+        describer,
+        split.database,
+        {name: split.queries[name] for name in domains},
+        options=ExtractionOptions(progress=progress),
+        recall_values=tuple(sorted({int(n) for n in recall_values})),
+        threshold_m=threshold_m,
+        metrics=("recall",),
+    )
+    return {name: d.recalls for name, d in results.items()}
 
 
 def metric_value(recalls: dict[str, dict[int, float]], metric: str) -> float:

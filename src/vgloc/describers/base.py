@@ -1,0 +1,133 @@
+"""The Describer contract: images -> L2-normalised global descriptors ``[N, D]``.
+
+Everything that turns images into descriptors (a CNN from a spec and weights, the
+classical RootSIFT-VLAD, and next the multi-scale wrapper, ensembles, model soups and
+the branches of a cross-view model) implements :class:`Describer`. Index building,
+locating, evaluation and training validation only ever talk to this interface; the
+one place that knows the concrete kinds is :mod:`vgloc.describers.resolver`.
+
+An index stores what it needs to rebuild its describer: :meth:`Describer.index_state`
+returns JSON metadata plus files to write beside the index, and the registered
+``load_from_index`` of the same kind reads them back.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from vgloc.data.images import ImageInput
+
+__all__ = ["DEFAULT_IMAGE_SIZE", "Describer", "ExtractionOptions", "ImageSize", "IndexState"]
+
+# The VG benchmark's test resolution (H, W) (PROTOCOLS.md 1.1: resize [480, 640]).
+DEFAULT_IMAGE_SIZE: tuple[int, int] = (480, 640)
+
+ImageSize = tuple[int, int] | None
+
+
+@dataclass
+class ExtractionOptions:
+    """How descriptors are computed (shared by index building, locating and evaluation).
+
+    Attributes:
+        image_size: (H, W) every image is resized to; None keeps each image's own size
+            (then batches hold one image unless all images share a size).
+        batch_size: images per forward pass.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        precision: ``"fp32"``, ``"bf16"`` (fast on CPUs with AVX-512 BF16 / AMX),
+            ``"fp16"`` (CUDA), or ``"auto"`` (fp16 autocast on CUDA, fp32 on CPU).
+        channels_last: NHWC memory format (faster convolutions with bf16 on CPU).
+        num_workers: DataLoader worker processes for image decoding.
+        brightness: scale query pixel values by this factor (the night-simulation trick);
+            applied to queries only.
+        progress: show progress bars.
+    """
+
+    image_size: ImageSize = DEFAULT_IMAGE_SIZE
+    batch_size: int = 16
+    device: str = "cpu"
+    precision: str = "auto"
+    channels_last: bool = False
+    num_workers: int = 0
+    brightness: float | None = None
+    progress: bool = True
+
+
+@dataclass
+class IndexState:
+    """What an index stores to rebuild its describer.
+
+    Attributes:
+        metadata: JSON-ready facts (``{"kind": "net", ...}``), kept in the index metadata.
+        files: file name -> writer ``f(path)``, written into the index directory.
+    """
+
+    metadata: dict[str, Any]
+    files: dict[str, Callable[[Path], object]]
+
+
+class Describer(abc.ABC):
+    """Images -> L2-normalised global descriptors.
+
+    Attributes:
+        kind: the registry name of the implementation (``"net"``, ``"classical"``, ...).
+        spec: the canonical spec string (``"resnet18+gem+fc512"``, ``"rootsift+vlad64"``).
+        descriptor_dim: ``D``.
+    """
+
+    kind: str = ""
+
+    @property
+    @abc.abstractmethod
+    def spec(self) -> str:
+        """The canonical spec string."""
+
+    @property
+    @abc.abstractmethod
+    def descriptor_dim(self) -> int:
+        """``D``, the length of every descriptor."""
+
+    @abc.abstractmethod
+    def describe(
+        self, images: Sequence[ImageInput], options: ExtractionOptions, *, queries: bool = False
+    ) -> np.ndarray:
+        """Descriptors of ``images``, in their order.
+
+        Args:
+            images: N image files or in-memory images (see :mod:`vgloc.data.images`).
+            options: extraction options; query-only transforms (``options.brightness``)
+                apply only when ``queries`` is true.
+            queries: whether these are query images.
+
+        Returns:
+            ``(N, D)`` float32, each row L2-normalised.
+        """
+
+    def prepare(self, database: Sequence[Path], options: ExtractionOptions, seed: int = 0) -> bool:
+        """Fit data-dependent state on the database (NetVLAD clusters, a VLAD vocabulary).
+
+        Called before the database is described; a describer whose state is complete
+        returns False without doing anything (the default).
+
+        Returns:
+            True when something was fitted (the index then records it).
+        """
+        del database, options, seed
+        return False
+
+    @abc.abstractmethod
+    def index_state(self) -> IndexState:
+        """The metadata and files an index needs to rebuild this describer."""
+
+    def close(self) -> None:  # noqa: B027  (optional hook: most describers hold nothing to release)
+        """Release resources (default: nothing to release)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.spec!r}, dim={self.descriptor_dim})"

@@ -1,0 +1,187 @@
+"""A neural network (backbone -> aggregator -> head) as a :class:`Describer`."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vgloc.describers.base import Describer, ExtractionOptions, IndexState
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from vgloc.data.images import ImageInput
+
+__all__ = ["MODEL_FILE_IN_INDEX", "NetDescriber", "sha256_file"]
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE_IN_INDEX = "model.pt"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class NetDescriber(Describer):
+    """A torch network that maps ``(B, 3, H, W)`` images to ``(B, D)`` descriptors.
+
+    Args:
+        model: the network (a :class:`~vgloc.models.GeoLocalizationModel` or any module
+            with ``spec`` and ``descriptor_dim`` attributes); put in eval mode.
+        checkpoint: the weights file it was loaded from, if any: the index then records
+            the file and its hash instead of copying the weights.
+        pretrained: whether the backbone carries ImageNet weights from the network.
+    """
+
+    kind = "net"
+
+    def __init__(self, model: nn.Module, *, checkpoint: str | Path | None = None, pretrained: bool = False):
+        self.model = model.eval()
+        self.checkpoint = None if checkpoint is None else Path(checkpoint)
+        self.pretrained = pretrained
+        self.data_initialized = False
+
+    @property
+    def spec(self) -> str:
+        return str(getattr(self.model, "spec", type(self.model).__name__))
+
+    @property
+    def descriptor_dim(self) -> int:
+        return int(getattr(self.model, "descriptor_dim"))  # noqa: B009  (a clear AttributeError otherwise)
+
+    # -- construction ---------------------------------------------------------------
+    @classmethod
+    def claims(cls, spec: str) -> bool:
+        """Any spec no other describer kind claims is a network spec (the resolver's fallback)."""
+        return bool(spec)
+
+    @classmethod
+    def from_spec(
+        cls, spec: str, checkpoint: str | Path | None = None, *, pretrained: bool = False
+    ) -> NetDescriber:
+        """Build the network a spec names, with weights from ``checkpoint`` if given.
+
+        ``checkpoint`` may be a vgloc model file (its stored spec must agree with
+        ``spec``; an empty ``spec`` takes the file's) or an authors' state dict
+        (CosPlace, VG benchmark) for the architecture ``spec`` names.
+        """
+        from vgloc.models import ModelSpec, create_model, load_model, load_state_dict_compat
+
+        if checkpoint is None:
+            return cls(create_model(spec, pretrained=pretrained), pretrained=pretrained)
+        ckpt = Path(checkpoint)
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {ckpt}")
+        try:
+            loaded = load_model(ckpt)
+        except ValueError:
+            # Not a vgloc checkpoint: an authors' state dict for the named architecture.
+            if not spec:
+                raise ValueError(
+                    f"{ckpt} is not a vgloc model file: name its architecture with a model spec"
+                ) from None
+            net = create_model(spec, pretrained=False)
+            load_state_dict_compat(net, ckpt)
+            return cls(net, checkpoint=ckpt)
+        if spec and str(ModelSpec.parse(spec)) != loaded.spec:
+            raise ValueError(f"{ckpt} holds a {loaded.spec} model, but --model {spec} was asked for")
+        return cls(loaded, checkpoint=ckpt)
+
+    @classmethod
+    def load_from_index(cls, index_dir: Path | None, state: dict[str, Any], spec: str) -> NetDescriber:
+        """Rebuild the describer an index recorded (see :meth:`index_state`)."""
+        from vgloc.models import load_model
+
+        if state.get("model_file"):
+            if index_dir is None:
+                raise ValueError("this in-memory index has no directory holding its model file")
+            return cls(load_model(Path(index_dir) / state["model_file"]))
+        if state.get("checkpoint"):
+            ckpt = Path(state["checkpoint"])
+            if not ckpt.is_file():
+                raise FileNotFoundError(
+                    f"the index was built with checkpoint {ckpt}, which no longer exists; pass --checkpoint"
+                )
+            if sha256_file(ckpt) != state.get("checkpoint_sha256"):
+                raise ValueError(f"checkpoint {ckpt} changed since the index was built (sha256 differs)")
+            return cls.from_spec(spec, ckpt)
+        return cls.from_spec(spec, pretrained=bool(state.get("pretrained")))
+
+    # -- the contract -----------------------------------------------------------------
+    def describe(
+        self, images: Sequence[ImageInput], options: ExtractionOptions, *, queries: bool = False
+    ) -> np.ndarray:
+        from vgloc.data import ImageDataset, build_transform
+        from vgloc.models import extract_descriptors
+
+        transform = build_transform(options.image_size, brightness=options.brightness if queries else None)
+        dataset = ImageDataset(list(images), transform)
+        return extract_descriptors(
+            self.model,
+            dataset,
+            # Images kept at their own size cannot be stacked into one batch.
+            batch_size=options.batch_size if options.image_size is not None else 1,
+            device=options.device,
+            precision=options.precision,
+            channels_last=options.channels_last,
+            num_workers=options.num_workers,
+            progress=options.progress,
+        )
+
+    def prepare(self, database: Sequence[Path], options: ExtractionOptions, seed: int = 0) -> bool:
+        """Initialise NetVLAD clusters from the database when no checkpoint supplied them.
+
+        An untrained NetVLAD has no meaningful clusters; the VG benchmark initialises
+        them by k-means on local features of training images (PROTOCOLS.md 1.3).
+        """
+        aggregator = getattr(self.model, "aggregator", None)
+        if not (
+            getattr(aggregator, "requires_data_init", False) and not getattr(aggregator, "initialized", True)
+        ):
+            return False
+        from vgloc.data import ImageDataset, build_transform
+        from vgloc.models import initialize_netvlad
+
+        log.info("initialising %s clusters from %d images", self.spec, len(database))
+        dataset = ImageDataset(list(database), build_transform(options.image_size))
+        initialize_netvlad(
+            self.model,  # type: ignore[arg-type]
+            dataset,
+            batch_size=options.batch_size if options.image_size is not None else 1,
+            device=options.device,
+            seed=seed,
+        )
+        self.data_initialized = True
+        return True
+
+    def index_state(self) -> IndexState:
+        if self.checkpoint is not None and not self.data_initialized:
+            return IndexState(
+                {
+                    "kind": self.kind,
+                    "checkpoint": str(self.checkpoint.resolve()),
+                    "checkpoint_sha256": sha256_file(self.checkpoint),
+                    "pretrained": self.pretrained,
+                },
+                {},
+            )
+        # Random or data-initialised weights cannot be rebuilt from the spec alone:
+        # keep them with the index so that locate describes queries with the same network.
+        from vgloc.models import save_model
+
+        model = self.model
+        return IndexState(
+            {"kind": self.kind, "model_file": MODEL_FILE_IN_INDEX, "pretrained": self.pretrained},
+            {MODEL_FILE_IN_INDEX: lambda path: save_model(model, path)},  # type: ignore[arg-type]
+        )

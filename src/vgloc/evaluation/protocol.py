@@ -1,0 +1,357 @@
+"""The evaluation protocol: describe, search, score every query domain — one code path.
+
+``vgloc eval``, ``vgloc demo``, :func:`vgloc.evaluate` and training validation all run
+:func:`evaluate_sets`: positives are database images within ``threshold_m`` of a
+query (UTM metres for data in one zone, as the field's benchmarks; great-circle
+metres otherwise), a query is correct at N when any of its top N is a positive, and
+the denominator is all queries (:mod:`vgloc.evaluation.recall`). Every registered
+metric (:mod:`vgloc.evaluation.metrics`) is computed per domain.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vgloc.describers import Describer, ExtractionOptions, describer_for_index, resolve_describer
+from vgloc.evaluation.checks import check_factory, check_out_dir, check_rerank_args, clip_recall_values
+from vgloc.evaluation.metrics import DEFAULT_METRICS, MetricInputs, check_metric_names, compute_metrics
+from vgloc.evaluation.recall import DEFAULT_RECALL_VALUES, DEFAULT_THRESHOLD_M, count_without_positives
+from vgloc.evaluation.rerank import RerankSettings, rerank_domain
+from vgloc.evaluation.results import DomainResult, EvalResult
+from vgloc.predict import DEFAULT_KDE, KDEParams, predict_positions
+
+if TYPE_CHECKING:
+    from vgloc.data.records import GeoImageSet
+    from vgloc.index import GeoIndex
+    from vgloc.rerank.cache import FeatureCache
+
+__all__ = ["DEFAULT_MODEL", "evaluate", "evaluate_sets", "load_sets"]
+
+#: The network evaluated when neither a model nor an index is given (CosPlace's architecture).
+DEFAULT_MODEL = "resnet18+gem+fc512"
+
+log = logging.getLogger(__name__)
+
+
+def load_sets(
+    dataset: str | Path | None,
+    split: str,
+    database: str | Path | GeoImageSet | None,
+    queries: str | Path | GeoImageSet | Mapping[str, Any] | None,
+    *,
+    progress: bool = False,
+) -> tuple[GeoImageSet, dict[str, GeoImageSet], str]:
+    """The database and query domains of an evaluation, and a label for them.
+
+    Either ``dataset`` (the benchmark tree: ``images/<split>/database`` and
+    ``queries*`` folders) or both ``database`` and ``queries`` (any layout: @UTM@
+    folders, EXIF folders, CSV/Parquet manifests, or loaded sets; ``queries`` may map
+    domain names to any of those). Queries are brought into the database's frame.
+    """
+    from vgloc.data import GeoImageSet, load_image_set, load_split
+
+    if dataset is not None:
+        if database is not None or queries is not None:
+            raise ValueError("give either a dataset root or --database/--queries, not both")
+        bench = load_split(dataset, split, progress=progress)
+        return bench.database, dict(bench.queries), split
+    if database is None or queries is None:
+        raise ValueError("evaluation needs a dataset root, or both a database and queries")
+
+    def load(item: Any) -> GeoImageSet:
+        return item if isinstance(item, GeoImageSet) else load_image_set(item, validate=True)
+
+    db = load(database)
+    if isinstance(queries, Mapping):
+        domains = {str(name): load(q) for name, q in queries.items()}
+    else:
+        q_set = load(queries)
+        name = "queries" if isinstance(queries, GeoImageSet) else Path(queries).stem or "queries"
+        domains = {name: q_set}
+    if len(db) == 0:
+        raise ValueError("the database has no images")
+    for name, q in domains.items():
+        if len(q) == 0:
+            raise ValueError(f"query set {name!r} has no images")
+        if q.frame != db.frame:
+            domains[name] = q.in_frame(db.frame)
+    return db, domains, "custom"
+
+
+def _error_m(pred_xy: np.ndarray, queries: GeoImageSet) -> np.ndarray:
+    """(Q,) metres between predicted and true positions (planar frame of the database)."""
+    return np.linalg.norm(np.asarray(pred_xy, dtype=np.float64) - queries.utm, axis=1)
+
+
+def evaluate_sets(
+    describer: Describer,
+    database: GeoImageSet,
+    queries: Mapping[str, GeoImageSet],
+    *,
+    options: ExtractionOptions,
+    recall_values: Sequence[int] = DEFAULT_RECALL_VALUES,
+    threshold_m: float = DEFAULT_THRESHOLD_M,
+    index: GeoIndex | None = None,
+    factory: str = "Flat",
+    search_params: str | None = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    method: str = "nearest",
+    kde: KDEParams = DEFAULT_KDE,
+    rerank: RerankSettings | None = None,
+) -> dict[str, DomainResult]:
+    """Score every query domain against one database (the protocol's core).
+
+    Args:
+        describer: describes database (unless ``index`` holds them) and queries.
+        database: M geotagged database images.
+        queries: domain name -> Q_d geotagged query images, in the database's frame.
+        options: extraction options.
+        recall_values: the N of R@N (already clipped to the database size).
+        threshold_m: the positive radius in metres.
+        index: a prebuilt index of exactly ``database``; None builds one in memory.
+        factory, search_params: the FAISS index searched (``Flat`` = exact).
+        metrics: registered metric names.
+        method, kde: the position predictor behind ``error_m`` and the confidence.
+        rerank: local re-ranking settings, or None.
+
+    Returns:
+        domain -> :class:`DomainResult` (rankings ``(Q, K)``, recalls, metrics, positions).
+    """
+    from vgloc.geo import positives_within
+    from vgloc.index import GeoIndex
+
+    recall_values = tuple(recall_values)
+    if index is None:
+        from vgloc.localizer import default_search_params
+
+        db_desc = describer.describe(database.paths, options)
+        index = GeoIndex.build(
+            db_desc,
+            database,
+            model_spec=describer.spec,
+            image_size=options.image_size,
+            factory=factory,
+            search_params=default_search_params(factory, search_params),
+        )
+    k = max(max(recall_values), kde.k if method == "kde" else 1)
+    if rerank is not None:
+        k = max(k, rerank.score_k)
+    results: dict[str, DomainResult] = {}
+    for name, q_set in queries.items():
+        q_desc = describer.describe(q_set.paths, options, queries=True)
+        sims, ids = index.search(q_desc, k, search_params)
+        if ids.shape[1] < k:  # a database smaller than K: empty slots never match
+            pad = ((0, 0), (0, k - ids.shape[1]))
+            ids = np.pad(ids, pad, constant_values=-1)
+            sims = np.pad(sims, pad, constant_values=np.nan)
+        positives = positives_within(database.utm, q_set.utm, threshold_m)
+        pred_xy, confidence = predict_positions(sims, ids, database.utm, method, kde)
+        error_m = _error_m(pred_xy, q_set)
+        values = compute_metrics(
+            metrics, MetricInputs(ids, positives, error_m, recall_values, float(threshold_m))
+        )
+        recalls = {n: values.pop(f"R@{n}") for n in recall_values if f"R@{n}" in values}
+        result = DomainResult(
+            domain=name,
+            num_queries=len(q_set),
+            recalls=recalls,
+            queries_without_positives=count_without_positives(positives),
+            predictions=ids,
+            similarities=sims,
+            positives=positives,
+            metrics=values,
+            predicted_xy=pred_xy,
+            confidence=confidence,
+            error_m=error_m,
+        )
+        log.info("%s: %s", name, {f"R@{n}": round(v, 1) for n, v in recalls.items()})
+        if rerank is not None:
+            result.rerank = rerank_domain(rerank, q_set.paths, database.paths, result, recall_values)
+            log.info(
+                "%s %s: %s",
+                name,
+                result.rerank.label,
+                {f"R@{n}": round(v, 1) for n, v in result.rerank.recalls.items()},
+            )
+        results[name] = result
+    return results
+
+
+def evaluate(
+    dataset: str | Path | None = None,
+    split: str = "test",
+    model: Any = None,
+    *,
+    database: str | Path | GeoImageSet | None = None,
+    queries: str | Path | GeoImageSet | Mapping[str, Any] | None = None,
+    checkpoint: str | Path | None = None,
+    pretrained: bool = False,
+    recall_values: Sequence[int] = DEFAULT_RECALL_VALUES,
+    threshold_m: float = DEFAULT_THRESHOLD_M,
+    domains: Sequence[str] | None = None,
+    factory: str = "Flat",
+    search_params: str | None = None,
+    options: ExtractionOptions | None = None,
+    out_dir: str | Path | None = None,
+    seed: int = 0,
+    index: str | Path | GeoIndex | None = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    method: str = "nearest",
+    kde: KDEParams = DEFAULT_KDE,
+    report: bool = True,
+    rerank: str | None = None,
+    rerank_k: int = 100,
+    rerank_cache: str | Path | FeatureCache | None = None,
+    rerank_fusion: str | None = None,
+    rerank_fusion_weight: float = 0.5,
+    rerank_sweep: Sequence[int] | None = None,
+) -> EvalResult:
+    """Recall@N (and every requested metric) with the field's protocol.
+
+    Args:
+        dataset: a benchmark root holding ``images/<split>/database`` and ``queries*``
+            folders; or None with ``database`` and ``queries``.
+        split: ``train``, ``val`` or ``test`` (with ``dataset``).
+        model, checkpoint, pretrained: the describer (see
+            :func:`vgloc.describers.resolve_describer`); default ``resnet18+gem+fc512``
+            without an index, the index's own describer with one.
+        database, queries: any supported layout (@UTM@ / EXIF folder, CSV/Parquet
+            manifest, a loaded set; ``queries`` may map domain names to those):
+            distances come from the photos' own coordinates.
+        recall_values: the N of R@N (N above the database size is clipped, with a warning).
+        threshold_m: the positive radius in metres.
+        domains: query folders to evaluate (default: all).
+        factory, search_params: FAISS index to search with (``Flat`` = exact).
+        options: extraction options (image size, batch size, device, precision...).
+        out_dir: when given, ``results.json``, ``predictions.csv`` and ``report.html``
+            (with ``report``) are written there.
+        seed: seeds random initialisation.
+        index: a prebuilt index of this database (path or object): the database is not
+            described again; its describer is used unless ``model``/``checkpoint`` are
+            passed explicitly.
+        metrics: registered metric names (``vgloc.registry.METRICS``).
+        method, kde: the position predictor for ``predictions.csv`` and ``error_m``.
+        report: write ``report.html`` into ``out_dir``.
+        rerank, rerank_k, rerank_cache, rerank_fusion, rerank_fusion_weight, rerank_sweep:
+            local re-ranking of each domain's top ``rerank_k`` (see
+            :class:`vgloc.evaluation.rerank.RerankSettings`).
+
+    Returns:
+        An :class:`EvalResult`.
+    """
+    import torch
+
+    from vgloc.index import GeoIndex
+
+    options = options or ExtractionOptions()
+    t_start = time.perf_counter()
+    # Everything that can be checked is checked before a single image is described.
+    check_rerank_args(rerank, rerank_k, rerank_cache, rerank_fusion, rerank_sweep, rerank_fusion_weight)
+    metrics = check_metric_names(metrics)
+    check_out_dir(out_dir)
+    if index is None and model is None:
+        model = DEFAULT_MODEL
+    db, all_queries, split_label = load_sets(dataset, split, database, queries, progress=options.progress)
+    wanted = list(all_queries) if domains is None else list(domains)
+    unknown = [d for d in wanted if d not in all_queries]
+    if unknown:
+        where = f"{dataset}/images/{split}" if dataset is not None else "the queries"
+        raise ValueError(f"query folder(s) {unknown} not in {where}; found: {sorted(all_queries)}")
+    recall_values = clip_recall_values(recall_values, len(db))
+    torch.manual_seed(seed)
+    idx: GeoIndex | None = None
+    if index is not None:
+        idx = index if isinstance(index, GeoIndex) else GeoIndex.load(index)
+        if isinstance(model, str) and checkpoint is None:
+            # A spec alone names the architecture: the weights are the index's own.
+            describer = describer_for_index(idx)
+            if model.strip().lower() != describer.spec.lower():
+                raise ValueError(
+                    f"the index was built with {describer.spec}, not {model}; leave the model out to use "
+                    "the index's own describer, or pass a checkpoint"
+                )
+        else:
+            describer = describer_for_index(idx, model, checkpoint)
+        if [str(p) for p in idx.images.paths] != [str(p) for p in db.paths]:
+            raise ValueError(
+                f"the index holds {len(idx.images)} images that are not the {len(db)} database images "
+                f"evaluated ({dataset if dataset is not None else database})"
+            )
+    else:
+        describer = resolve_describer(model, checkpoint, pretrained=pretrained)
+        check_factory(describer.descriptor_dim, factory)
+        describer.prepare(db.paths, options, seed)
+    rerank_settings = None
+    if rerank is not None:
+        rerank_settings = RerankSettings.create(
+            rerank,
+            num_database=len(db),
+            k=rerank_k,
+            cache=rerank_cache,
+            fusion=rerank_fusion,
+            fusion_weight=rerank_fusion_weight,
+            sweep=rerank_sweep,
+            progress=options.progress,
+        )
+    try:
+        results = evaluate_sets(
+            describer,
+            db,
+            {name: all_queries[name] for name in wanted},
+            options=options,
+            recall_values=recall_values,
+            threshold_m=threshold_m,
+            index=idx,
+            factory=factory,
+            search_params=search_params,
+            metrics=metrics,
+            method=method,
+            kde=kde,
+            rerank=rerank_settings,
+        )
+    finally:
+        if rerank_settings is not None:
+            rerank_settings.close()
+    result = EvalResult(
+        split=split_label,
+        model_spec=describer.spec,
+        threshold_m=threshold_m,
+        recall_values=recall_values,
+        num_database=len(db),
+        domains=results,
+        settings={
+            "dataset": None if dataset is None else str(dataset),
+            "database": None if database is None else str(getattr(database, "name", "") or database),
+            "checkpoint": None if checkpoint is None else str(checkpoint),
+            "pretrained": pretrained,
+            "image_size": options.image_size,
+            "precision": options.precision,
+            "factory": factory,
+            "search_params": search_params,
+            "test_brightness": options.brightness,
+            "seed": seed,
+            "method": method,
+        },
+        seconds=time.perf_counter() - t_start,
+    )
+    if rerank_settings is not None:
+        result.settings["rerank"] = rerank_settings.to_dict()
+    if out_dir is not None:
+        from vgloc.evaluation.writers import write_outputs
+
+        write_outputs(
+            result,
+            db,
+            {n: all_queries[n] for n in wanted},
+            Path(out_dir),
+            rerank=rerank_settings,
+            report=report,
+            seed=seed,
+        )
+    return result

@@ -1,0 +1,344 @@
+"""Build an index of a geotagged collection, and locate photos against it.
+
+:class:`Localizer` loads the index, its describer, an optional re-ranker and the
+position predictor once, then locates any number of photos (file paths, PIL images,
+numpy arrays or encoded bytes). :func:`vgloc.locate` and ``vgloc locate`` are thin
+wrappers over it, and the HTTP service holds one per process.
+
+Example:
+    >>> from vgloc import Localizer
+    >>> with Localizer.load("city.idx", method="kde") as localizer:
+    ...     [pred] = localizer.locate(["query.jpg"])
+    ...     pred.lat, pred.lon, pred.confidence
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vgloc.describers import Describer, ExtractionOptions, describer_for_index, resolve_describer
+from vgloc.predict import DEFAULT_KDE, METHODS, KDEParams, Match, Prediction, predict_positions
+
+if TYPE_CHECKING:
+    from vgloc.data.images import ImageInput
+    from vgloc.data.records import GeoImageSet
+    from vgloc.index import GeoIndex
+    from vgloc.rerank.cache import FeatureCache
+
+__all__ = ["Localizer", "build_index", "default_search_params"]
+
+log = logging.getLogger(__name__)
+
+
+def default_search_params(factory: str, search_params: str | None) -> str:
+    """The search parameters stored with an index: the user's, else FAISS defaults that apply."""
+    from vgloc.index.faiss_index import DEFAULT_SEARCH_PARAMS
+
+    if search_params is not None:
+        return search_params
+    # An exact index has no search parameters; don't store ones that would only be ignored.
+    return "" if factory.strip().lower() == "flat" else DEFAULT_SEARCH_PARAMS
+
+
+def _as_image_set(images: str | Path | GeoImageSet, validate: bool) -> GeoImageSet:
+    from vgloc.data import GeoImageSet, load_image_set
+
+    if isinstance(images, GeoImageSet):
+        return images
+    return load_image_set(images, validate=validate)
+
+
+def build_index(
+    images: str | Path | GeoImageSet,
+    model: Any,
+    out: str | Path | None = None,
+    *,
+    checkpoint: str | Path | None = None,
+    pretrained: bool = False,
+    factory: str = "Flat",
+    search_params: str | None = None,
+    options: ExtractionOptions | None = None,
+    descriptor_dtype: str = "float32",
+    validate: bool = True,
+    seed: int = 0,
+) -> GeoIndex:
+    """Describe every image of a geotagged collection and index the descriptors.
+
+    Args:
+        images: a folder (``@UTM@`` file names or EXIF GPS photos), a CSV/Parquet
+            manifest, or a :class:`~vgloc.data.GeoImageSet`.
+        model: a model spec string, a :class:`~vgloc.describers.Describer` or a network.
+        out: the index directory to write (atomically); None keeps it in memory only.
+        checkpoint: weights for the model (vgloc or authors' format).
+        pretrained: ImageNet backbone weights (network or cache).
+        factory: FAISS factory string (``"Flat"``, ``"IVF4096,PQ32"``, ``"HNSW32"``).
+        search_params: default FAISS search parameters stored with the index (``"nprobe=16"``).
+        options: extraction options.
+        descriptor_dtype: ``"float32"`` or ``"float16"`` for the stored descriptors.
+        validate: open every image up front and report all unreadable ones at once.
+        seed: seeds random initialisation (weights, k-means), so a run can be repeated.
+
+    Returns:
+        The :class:`vgloc.index.GeoIndex`; its ``model`` is the describer.
+    """
+    import torch
+
+    from vgloc.evaluation.checks import check_factory
+    from vgloc.index import GeoIndex
+
+    options = options or ExtractionOptions()
+    if descriptor_dtype not in ("float32", "float16"):
+        raise ValueError(f"descriptor dtype must be float32 or float16, got {descriptor_dtype!r}")
+    image_set = _as_image_set(images, validate)
+    if len(image_set) == 0:
+        raise ValueError("no database images to index")
+    torch.manual_seed(seed)
+    describer = resolve_describer(model, checkpoint, pretrained=pretrained)
+    # A factory that cannot index D-dimensional vectors fails now, not after describing.
+    check_factory(describer.descriptor_dim, factory)
+    initialized = describer.prepare(image_set.paths, options, seed)
+    t0 = time.perf_counter()
+    descriptors = describer.describe(image_set.paths, options)
+    elapsed = time.perf_counter() - t0
+    log.info("described %d images in %.1f s (%.1f img/s)", len(image_set), elapsed, len(image_set) / elapsed)
+    state = describer.index_state()
+    extra: dict[str, Any] = {
+        "precision": options.precision,
+        "pretrained": pretrained,
+        "seed": seed,
+        "aggregator_initialized_from_database": initialized,
+        "describer": state.metadata,
+    }
+    # Kept at the top level too, for readers of indexes written by earlier versions.
+    extra.update({k: v for k, v in state.metadata.items() if k != "kind"})
+    index = GeoIndex.build(
+        descriptors.astype(np.float32),
+        image_set,
+        model_spec=describer.spec,
+        image_size=options.image_size,
+        factory=factory,
+        search_params=default_search_params(factory, search_params),
+        descriptor_dtype=descriptor_dtype,
+        extra=extra,
+    )
+    index.model = describer
+    if out is not None:
+        index.save(out, extra_files=state.files)
+        log.info("wrote index of %d images to %s", len(image_set), out)
+    return index
+
+
+class Localizer:
+    """An index, its describer, an optional re-ranker and a predictor, loaded once.
+
+    Args:
+        index: a loaded :class:`~vgloc.index.GeoIndex`.
+        describer: describes the query photos (must match the index's spec and dimension).
+        method: the position predictor: ``"nearest"`` or ``"kde"``.
+        kde: kernel parameters of ``kde`` (and of the confidence of both).
+        top_k: matches reported per photo.
+        search_params: FAISS search parameters, e.g. ``"nprobe=32"``.
+        options: extraction options (default: the index's image size, no progress bars).
+        reranker: a resolved local re-ranker (see :class:`vgloc.rerank.Reranker`), or None.
+        rerank_k: candidates re-ranked per photo (clipped to the database).
+        rerank_fusion: None (inliers alone), ``"zscore"`` or ``"linear"``.
+
+    Locating is thread-safe: calls are serialised on the model (one forward pass at a
+    time), which is what a CPU with few cores wants anyway.
+    """
+
+    def __init__(
+        self,
+        index: GeoIndex,
+        describer: Describer,
+        *,
+        method: str = "nearest",
+        kde: KDEParams = DEFAULT_KDE,
+        top_k: int = 5,
+        search_params: str | None = None,
+        options: ExtractionOptions | None = None,
+        reranker: Any = None,
+        rerank_k: int = 100,
+        rerank_fusion: str | None = None,
+    ) -> None:
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        if method not in METHODS:
+            raise ValueError(f"unknown prediction method {method!r}; choose one of {', '.join(METHODS)}")
+        index.check_model(describer.spec, describer.descriptor_dim)
+        self.index = index
+        self.describer = describer
+        self.method = method
+        self.kde = kde
+        self.top_k = int(top_k)
+        self.search_params = search_params
+        self.options = options or ExtractionOptions(image_size=index.metadata.image_size, progress=False)
+        self.reranker = reranker
+        self.rerank_k = int(rerank_k)
+        self.rerank_fusion = rerank_fusion
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(
+        cls,
+        index: str | Path | GeoIndex,
+        *,
+        model: Any = None,
+        checkpoint: str | Path | None = None,
+        rerank: str | None = None,
+        rerank_k: int = 100,
+        rerank_cache: str | Path | FeatureCache | None = None,
+        rerank_fusion: str | None = None,
+        **kwargs: Any,
+    ) -> Localizer:
+        """Open an index with the describer it recorded (or ``model``/``checkpoint``).
+
+        Args:
+            index: an index directory (from :func:`build_index`) or a loaded index.
+            model, checkpoint: override the recorded network (must match its spec).
+            rerank: a local re-ranker spec (``rootsift+mnn+ransac``, ...).
+            rerank_k, rerank_fusion: see the class.
+            rerank_cache: an HDF5 local-feature cache (path or ``FeatureCache``) so
+                database features are extracted once, not per call.
+            **kwargs: the other arguments of the class (``method``, ``kde``, ``top_k``...).
+
+        Everything is checked before the network is loaded.
+        """
+        from vgloc.index import GeoIndex
+
+        _check_rerank_options(rerank, rerank_k, rerank_cache, rerank_fusion)
+        idx = index if isinstance(index, GeoIndex) else GeoIndex.load(index)
+        describer = describer_for_index(idx, model, checkpoint)
+        reranker = None
+        if rerank is not None:
+            from vgloc.rerank import Reranker
+
+            reranker = Reranker(rerank, cache=rerank_cache)
+        return cls(
+            idx, describer, reranker=reranker, rerank_k=rerank_k, rerank_fusion=rerank_fusion, **kwargs
+        )
+
+    # -- locating ---------------------------------------------------------------------
+    def locate(self, photos: Sequence[ImageInput]) -> list[Prediction]:
+        """Predict the GPS position of each photo.
+
+        Args:
+            photos: N query photos: file paths, PIL images, ``(H, W, 3)`` uint8 arrays or
+                encoded image bytes (all are checked before any is described).
+
+        Returns:
+            N :class:`~vgloc.predict.Prediction`, in order; each has ``top_k`` matches.
+        """
+        from vgloc.data.images import describe_input, is_path_input
+
+        items = list(photos)
+        if not items:
+            return []
+        names = [describe_input(p, i) for i, p in enumerate(items)]
+        paths = [Path(p) for p in items if is_path_input(p)]  # type: ignore[arg-type]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"photo(s) not found: {', '.join(missing)}")
+        if paths:
+            from vgloc.data.validation import validate_images
+
+            validate_images(paths, progress=False)
+        if self.reranker is not None and len(paths) != len(items):
+            raise ValueError(
+                "re-ranking needs query photos as files (in-memory images are not supported yet)"
+            )
+        with self._lock:
+            descriptors = self.describer.describe(items, self.options, queries=True)
+            return self._predict(names, descriptors, [Path(p) for p in paths] if self.reranker else None)
+
+    def locate_one(self, photo: ImageInput) -> Prediction:
+        """:meth:`locate` for a single photo."""
+        return self.locate([photo])[0]
+
+    def _predict(
+        self, names: list[str], descriptors: np.ndarray, query_paths: list[Path] | None
+    ) -> list[Prediction]:
+        k = max(self.top_k, self.kde.k)
+        if self.reranker is not None:
+            k = max(k, self.rerank_k)
+        sims, ids = self.index.search(descriptors, k, self.search_params)
+        db = self.index.images
+        inliers = None
+        if self.reranker is not None and query_paths is not None:
+            from vgloc.rerank.pipeline import score_candidates
+
+            reordered = score_candidates(
+                query_paths, db.paths, ids, sims, self.reranker, k=self.rerank_k, fusion=self.rerank_fusion
+            ).rerank()
+            assert reordered.similarities is not None  # similarities were passed in
+            ids, sims, inliers = reordered.predictions, reordered.similarities, reordered.inliers
+        xy, confidence = predict_positions(sims, ids, db.utm, self.method, self.kde)
+        if db.frame is not None:
+            lat, lon = db.frame.to_latlon(np.nan_to_num(xy))
+        else:
+            lat = lon = np.full(len(xy), np.nan)
+        predictions = []
+        for q, name in enumerate(names):
+            matches = [
+                Match(
+                    rank=r + 1,
+                    index=int(i),
+                    path=str(db.paths[i]),
+                    lat=float(db.latlon[i, 0]),
+                    lon=float(db.latlon[i, 1]),
+                    utm_east=float(db.utm[i, 0]),
+                    utm_north=float(db.utm[i, 1]),
+                    similarity=float(sims[q, r]),
+                    inliers=None if inliers is None or inliers[q, r] < 0 else int(inliers[q, r]),
+                )
+                for r, i in enumerate(ids[q][: self.top_k])
+                if i >= 0
+            ]
+            ok = bool(np.all(np.isfinite(xy[q])))
+            predictions.append(
+                Prediction(
+                    query=name,
+                    lat=float(lat[q]) if ok else float("nan"),
+                    lon=float(lon[q]) if ok else float("nan"),
+                    utm_east=float(xy[q, 0]),
+                    utm_north=float(xy[q, 1]),
+                    confidence=float(confidence[q]),
+                    method=self.method,
+                    matches=matches,
+                )
+            )
+        return predictions
+
+    # -- lifetime ---------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the re-ranker (its feature cache) and the describer."""
+        if self.reranker is not None:
+            self.reranker.close()
+        self.describer.close()
+
+    def __enter__(self) -> Localizer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"Localizer({self.describer.spec!r}, {len(self.index.images)} images, method={self.method!r}"
+            + (f", rerank={self.reranker.spec!s}" if self.reranker is not None else "")
+            + ")"
+        )
+
+
+def _check_rerank_options(rerank: str | None, rerank_k: int, cache: object, fusion: str | None) -> None:
+    # The re-ranking package owns the rules; imported lazily (OpenCV, h5py).
+    from vgloc.evaluation.checks import check_rerank_args
+
+    check_rerank_args(rerank, rerank_k, cache, fusion, None)
