@@ -1,33 +1,9 @@
-"""Geodesy: haversine on known city pairs, UTM round trips, one frame per dataset, positives."""
+"""UTM frames: round trips, one frame per dataset, and the choice of no frame for world-wide data."""
 
 import numpy as np
 import pytest
 
-from vgloc.geo import GeoError, MetricFrame, haversine_m, positives_within
-
-
-@pytest.mark.parametrize(
-    ("a", "b", "expected_km"),
-    [
-        # Great-circle distances on a 6371.0088 km sphere, computed independently
-        # from the spherical law of cosines; published values agree within ~0.5 %.
-        ((48.8566, 2.3522), (51.5074, -0.1278), 343.56),  # Paris - London
-        ((40.7128, -74.0060), (34.0522, -118.2437), 3935.8),  # New York - Los Angeles
-        ((-33.8688, 151.2093), (-37.8136, 144.9631), 713.8),  # Sydney - Melbourne
-    ],
-)
-def test_haversine_city_pairs(a: tuple, b: tuple, expected_km: float) -> None:
-    d = float(haversine_m(a[0], a[1], b[0], b[1])) / 1000
-    # law of cosines on the same sphere as an independent check
-    p1, p2 = np.radians(a), np.radians(b)
-    cos_c = np.sin(p1[0]) * np.sin(p2[0]) + np.cos(p1[0]) * np.cos(p2[0]) * np.cos(p2[1] - p1[1])
-    assert d == pytest.approx(6371.0088 * np.arccos(cos_c), rel=1e-9)
-    assert d == pytest.approx(expected_km, rel=2e-3)
-
-
-def test_haversine_is_zero_and_symmetric() -> None:
-    assert float(haversine_m(55.7, 13.19, 55.7, 13.19)) == 0.0
-    assert float(haversine_m(1, 2, 3, 4)) == pytest.approx(float(haversine_m(3, 4, 1, 2)))
+from vgloc.geo import GeoError, MetricFrame, choose_frame, haversine_m, validate_latlon
 
 
 def test_utm_round_trip_and_metric_distances() -> None:
@@ -68,11 +44,32 @@ def test_southern_hemisphere_and_too_wide_sets() -> None:
         MetricFrame.for_points(np.array([95.0]), np.array([0.0]))
 
 
-def test_positives_within_radius_sorted_and_inclusive() -> None:
-    db = np.array([[0.0, 0.0], [10.0, 0.0], [25.0, 0.0], [26.0, 0.0], [0.0, -5.0]])
-    q = np.array([[0.0, 0.0], [1000.0, 1000.0]])
-    pos = positives_within(db, q, 25.0)
-    assert pos[0].tolist() == [0, 4, 1, 2]  # 25 m exactly is a positive; 26 m is not
-    assert pos[1].tolist() == []
-    with pytest.raises(ValueError):
-        positives_within(db, q, 0)
+def test_choose_frame_is_for_points_when_one_zone_fits() -> None:
+    rng = np.random.default_rng(5)
+    for lat0, lon0 in [(55.7, 13.19), (-33.87, 151.2), (40.44, -79.99), (64.1, -21.9), (-17.7, 179.9)]:
+        lat = lat0 + rng.uniform(-0.5, 0.5, 50)
+        lon = ((lon0 + rng.uniform(-0.5, 0.5, 50)) + 180) % 360 - 180
+        assert choose_frame(lat, lon) == MetricFrame.for_points(lat, lon)
+        assert MetricFrame.for_points(lat, lon).fits(lat, lon)
+
+
+def test_choose_frame_is_none_for_world_wide_or_polar_data() -> None:
+    # Paris, Sydney and New York: no zone holds them all.
+    lat, lon = np.array([48.85, -33.87, 40.71]), np.array([2.35, 151.21, -74.0])
+    assert choose_frame(lat, lon) is None
+    assert not MetricFrame(31, True).fits(lat, lon)
+    # A polar photo next to an otherwise one-zone set: UTM does not reach it.
+    assert choose_frame(np.array([-77.85, -85.0]), np.array([166.67, 166.67])) is None
+    assert choose_frame(np.array([-77.85, -77.9]), np.array([166.67, 166.7])) == MetricFrame(58, False)
+    with pytest.raises(GeoError, match="latitude 91"):
+        choose_frame(np.array([91.0]), np.array([0.0]))
+    with pytest.raises(GeoError, match="no coordinates"):
+        choose_frame(np.zeros(0), np.zeros(0))
+
+
+def test_validate_latlon_accepts_the_poles_when_asked() -> None:
+    validate_latlon(np.array([90.0, -90.0]), np.array([0.0, 180.0]), utm=False)
+    with pytest.raises(GeoError, match="polar"):
+        validate_latlon(np.array([90.0]), np.array([0.0]))
+    assert not MetricFrame(31, True).fits(np.array([np.nan]), np.array([2.0]))
+    assert MetricFrame(31, True).fits(np.zeros(0), np.zeros(0))
