@@ -88,11 +88,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vgloc`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    run_dir = args.run_dir
+    # getattr: a command that skips the runtime options still runs (console logging at
+    # info, no run folder unless it writes results).
+    run_dir = getattr(args, "run_dir", None)
     if run_dir is None and getattr(args, "writes_results", False):
         run_dir = default_run_dir(args.command)
-        args.run_dir = run_dir
-    handlers = setup_logging(args.log_level, run_dir)
+    args.run_dir = run_dir
+    handlers = setup_logging(getattr(args, "log_level", "info"), run_dir)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
