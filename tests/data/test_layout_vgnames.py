@@ -97,11 +97,31 @@ def test_different_zones_with_latlon_share_one_frame(tmp_path: Path) -> None:
     np.testing.assert_allclose(gaps, [373.0, 298.4, 447.6, 373.0], rtol=0.01)
 
 
-def test_different_zones_without_latlon_are_refused(tmp_path: Path) -> None:
+def test_different_zones_without_latlon_get_it_from_their_zones(tmp_path: Path) -> None:
+    # Zone and letter place every file, so lat/lon is derived and one frame chosen from it.
     names = [vg_file_name(48.0, 11.99, latlon=False), vg_file_name(48.0, 12.01, latlon=False)]
-    with pytest.raises(DataError, match="different UTM zones") as info:
-        load_image_set(_folder(tmp_path, names), progress=False)
-    assert "32N: 1 files" in str(info.value) and "33N: 1 files" in str(info.value)
+    s = load_image_set(_folder(tmp_path, names), progress=False)
+    np.testing.assert_allclose(
+        s.latlon[np.argsort(s.latlon[:, 1])], [[48.0, 11.99], [48.0, 12.01]], atol=1e-9
+    )
+    assert s.frame == MetricFrame(33, True)  # the median longitude, 12.0, starts zone 33
+    for k, p in enumerate(s.paths):
+        v = parse_vg_name(p)
+        if v.zone_number == 33:
+            assert tuple(s.utm[k]) == (v.utm_east, v.utm_north)
+
+
+def test_files_on_several_continents_load_as_a_world_wide_set(tmp_path: Path) -> None:
+    pts = [(48.8566, 2.3522), (-33.8688, 151.2093), (40.7128, -74.0060)]
+    names = [vg_file_name(*p) for p in pts] + [vg_file_name(-33.87, 151.21, latlon=False)]
+    s = load_image_set(_folder(tmp_path, names), progress=False)
+    assert s.frame is None and s.is_world and not s.is_planar
+    assert np.isnan(s.utm).all()
+    got = {tuple(np.round(ll, 4)) for ll in s.latlon}
+    assert got == {(48.8566, 2.3522), (-33.8688, 151.2093), (40.7128, -74.006), (-33.87, 151.21)}
+    # A frame asked for is strict: these files do not fit zone 31.
+    with pytest.raises(DataError, match="too far from zone 31"):
+        load_image_set(_folder(tmp_path, names), frame=MetricFrame(31, True), progress=False)
 
 
 def test_zoneless_mixed_with_zoned_is_refused(tmp_path: Path) -> None:
