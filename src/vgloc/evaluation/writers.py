@@ -23,7 +23,6 @@ __all__ = ["PREDICTION_COLUMNS", "predictions_csv", "write_outputs"]
 #: The leading columns of ``predictions.csv``; ``top<r>_path`` / ``top<r>_similarity`` follow,
 #: then ``domain`` (the query folder).
 PREDICTION_COLUMNS = (
-    "domain",
     "query",
     "true_lat",
     "true_lon",
