@@ -10,9 +10,11 @@ import faiss
 import numpy as np
 import pytest
 
+from tests.data.helpers import write_image
 from tests.index._synthetic import sphere_centers, sphere_mixture
+from vgloc.data import load_image_set
 from vgloc.data.records import GeoImageSet
-from vgloc.geo import MetricFrame
+from vgloc.geo import MetricFrame, positives
 from vgloc.index import (
     FORMAT_VERSION,
     GeoIndex,
@@ -114,6 +116,28 @@ def test_round_trip_without_frame_or_latlon(tmp_path: Path) -> None:
     loaded = GeoIndex.load(built.save(tmp_path / "ix"))
     _assert_same_images(images, loaded.images)
     assert loaded.metadata.image_size is None and loaded.metadata.metric_frame is None
+
+
+def test_world_wide_manifest_round_trips(tmp_path: Path) -> None:
+    # A CSV manifest with photos on several continents: no UTM frame, NaN utm, lat/lon kept.
+    rng = np.random.default_rng(2)
+    cities = np.array([[48.8566, 2.3522], [-33.8688, 151.2093], [40.7128, -74.0060], [-17.0, 180.0]])
+    rows = []
+    for i in range(N):
+        lat, lon = cities[i % 4] + rng.uniform(-0.001, 0.001, 2)
+        lon = (lon + 180) % 360 - 180
+        write_image(tmp_path / "photos" / f"{i:03d}.jpg")
+        rows.append(f"photos/{i:03d}.jpg,{float(lat)!r},{float(lon)!r}\n")
+    (tmp_path / "world.csv").write_text("path,lat,lon\n" + "".join(rows))
+    images = load_image_set(tmp_path / "world.csv", validate=False, progress=False)
+    assert images.is_world and images.frame is None
+    built = GeoIndex.build(_descriptors(), images, model_spec=SPEC, image_size=None)
+    loaded = GeoIndex.load(built.save(tmp_path / "ix"))
+    _assert_same_images(images, loaded.images)
+    assert loaded.metadata.metric_frame is None and loaded.images.is_world
+    want = positives(images, images, 100.0)
+    for a, b in zip(positives(loaded.images, loaded.images, 100.0), want, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_float16_descriptors_round_trip(tmp_path: Path) -> None:

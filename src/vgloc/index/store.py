@@ -93,7 +93,9 @@ class IndexMetadata:
         descriptors_stored: whether ``descriptors.npy`` is part of the index.
         search_params: default FAISS search parameters.
         metric: always ``"inner_product"`` (on L2-normalised descriptors).
-        metric_frame: the UTM frame of ``utm_east``/``utm_north`` (None when unknown).
+        metric_frame: the UTM frame of ``utm_east``/``utm_north``; None for metric-only
+            images (no zone, NaN lat/lon) and for world-wide ones (no single planar
+            frame: NaN ``utm_east``/``utm_north``, lat/lon kept; see ``vgloc.data.records``).
         image_set_name: ``GeoImageSet.name`` of the database.
         created: ISO 8601 UTC time of the build.
         vgloc_version: vgloc version that built the index.

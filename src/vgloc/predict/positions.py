@@ -1,163 +1,70 @@
-"""From retrieved neighbours to a coordinate with a confidence.
+"""Predict the positions of many queries from their retrieved database neighbours.
 
-Two prediction modes:
+Three entry points, one per kind of caller:
 
-``nearest`` (default)
-    The position of the most similar database image (the field's Recall@1 view).
+* :func:`predict_positions` (planar, as vgloc always had): UTM metres in, UTM
+  metres out. Needs a database with a planar frame.
+* :func:`predict_latlon`: lat/lon in, lat/lon out, anywhere on Earth (the
+  predictor works in local tangent planes, :mod:`vgloc.predict.predictors`).
+* :func:`estimate_positions`: a database image set in, both coordinates out,
+  choosing the geometry like :func:`vgloc.geo.positives` does: UTM for a
+  planar database (exactly the numbers of :func:`predict_positions`), lat/lon
+  for a world-wide one.
 
-``kde``
-    The im2gps kNN kernel density estimate (Hays & Efros 2008; Vo et al. 2017):
-    each of the top-``k`` neighbours is an isotropic Gaussian of ``sigma_m``
-    metres centred on its position, weighted by ``max(similarity, 0) ** m``;
-    the densest point wins. We evaluate the density at every neighbour,
-    start from the densest one and run a few mean-shift steps, which climb to
-    the mode of that density (so the estimate can fall *between* database
-    images that agree, instead of snapping to one of them).
-
-Defaults (``DEFAULT_KDE``): ``k=10`` neighbours, ``m=4`` and ``sigma_m=25``. The
-sigma equals the field's 25 m correctness threshold, so neighbours that would
-count as the same place reinforce each other; ``m=4`` makes a neighbour of
-similarity 0.9 count about 1.6 times one of 0.8. For world-scale data pass a
-sigma in kilometres' worth of metres (e.g. ``sigma_m=50_000``).
-
-``nearest`` is the default because the density only helps when similarities
-separate right from wrong neighbours: with untrained descriptors (all we can run
-offline) every top-k similarity is about equal and the density drifts towards
-the middle of unrelated neighbours (``benchmarks/bench_locate_modes.py``).
-
-Confidence (both modes) is the *spatial consensus* of the retrieved evidence:
-
-    confidence = sum_i w_i * exp(-|p - x_i|^2 / (2 sigma^2)) / sum_i w_i
-
-with ``p`` the predicted point and ``x_i``, ``w_i`` the top-``k`` neighbours'
-positions and weights. It lies in (0, 1]: 1 means every retrieved neighbour
-agrees with the prediction; 0.3 means about 30 % of the similarity-weighted
-evidence supports it, the rest points elsewhere. It is a ranking score (higher
-is more often right), not a calibrated probability.
+The single-query form :func:`predict_position` and :class:`KDEParams` are kept for
+existing callers; the predictors themselves are registered in
+:data:`vgloc.registry.PREDICTORS` (:func:`vgloc.predict.resolve_predictor`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from vgloc.geo import MetricFrame, Positioned
+from vgloc.geo import errors_m as _latlon_errors_m
+from vgloc.predict.kernels import DEFAULT_KDE, KDEParams, kernel_density, neighbour_weights
+from vgloc.predict.predictors import Predictor, resolve_predictor
+from vgloc.predict.types import Match, Prediction
+from vgloc.registry import PREDICTORS
+
+__all__ = [
+    "DEFAULT_KDE",
+    "METHODS",
+    "KDEParams",
+    "Match",
+    "PositionEstimates",
+    "Prediction",
+    "estimate_positions",
+    "kernel_density",
+    "neighbour_weights",
+    "predict_latlon",
+    "predict_position",
+    "predict_positions",
+]
+
+#: The built-in prediction methods (all registered names: ``PREDICTORS.names()``).
 METHODS = ("nearest", "kde")
 
 
-@dataclass(frozen=True)
-class KDEParams:
-    """Parameters of the kNN kernel density estimate (see module docstring)."""
-
-    k: int = 10
-    m: float = 4.0
-    sigma_m: float = 25.0
-    mean_shift_steps: int = 10
-
-    def __post_init__(self) -> None:
-        if self.k < 1:
-            raise ValueError(f"kde k must be >= 1, got {self.k}")
-        if self.sigma_m <= 0 or not np.isfinite(self.sigma_m):
-            raise ValueError(f"kde sigma must be a positive number of metres, got {self.sigma_m}")
-        if self.m < 0:
-            raise ValueError(f"kde exponent m must be >= 0, got {self.m}")
-
-
-DEFAULT_KDE = KDEParams()
-
-
-@dataclass
-class Match:
-    """One retrieved database image.
-
-    ``inliers`` is the geometric-verification inlier count when the candidate was
-    re-ranked with local features (``locate(..., rerank=...)``), else None.
-    """
-
-    rank: int
-    index: int
-    path: str
-    lat: float
-    lon: float
-    utm_east: float
-    utm_north: float
-    similarity: float
-    inliers: int | None = None
-
-
-@dataclass
-class Prediction:
-    """The predicted position of one query photo.
-
-    ``lat``/``lon`` are NaN when the database has metric coordinates only.
-    """
-
-    query: str
-    lat: float
-    lon: float
-    utm_east: float
-    utm_north: float
-    confidence: float
-    method: str
-    matches: list[Match] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (NaN becomes None)."""
-        return _nan_to_none(asdict(self))
-
-
-def _nan_to_none(obj: Any) -> Any:
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_nan_to_none(v) for v in obj]
-    return obj
-
-
-def neighbour_weights(similarities: np.ndarray, m: float) -> np.ndarray:
-    """Kernel weights ``max(s, 0) ** m``; all-equal weights when every similarity is <= 0.
-
-    Args:
-        similarities: (K,) inner products of L2-normalised descriptors.
-        m: the exponent.
-
-    Returns:
-        (K,) float64 non-negative weights.
-    """
-    s = np.clip(np.asarray(similarities, dtype=np.float64), 0.0, None)
-    w = s**m
-    if not np.any(w > 0):
-        # No neighbour is positively similar: fall back to treating them equally
-        # rather than dividing by zero; the confidence will then show the spread.
-        w = np.ones_like(s)
-    return w
-
-
-def kernel_density(
-    points: np.ndarray, centres: np.ndarray, weights: np.ndarray, sigma_m: float
-) -> np.ndarray:
-    """Weighted Gaussian kernel density (unnormalised) at ``points``.
-
-    Args:
-        points: (P, 2) metric coordinates where the density is evaluated.
-        centres: (K, 2) neighbour coordinates.
-        weights: (K,) kernel weights.
-        sigma_m: kernel standard deviation in metres.
-
-    Returns:
-        (P,) densities, ``sum_i w_i exp(-|p - x_i|^2 / (2 sigma^2))``.
-    """
-    d2 = ((points[:, None, :] - centres[None, :, :]) ** 2).sum(-1)
-    return np.asarray((np.exp(-d2 / (2 * sigma_m**2)) * weights[None, :]).sum(1))
+def _by_method(method: str | Predictor, params: KDEParams) -> Predictor:
+    """The predictor of the planar API: a name plus :class:`KDEParams`, or a ready predictor."""
+    if isinstance(method, Predictor):
+        return method
+    if method not in PREDICTORS:
+        raise ValueError(
+            f"unknown prediction method {method!r}; choose one of {', '.join(PREDICTORS.names())}"
+        )
+    return resolve_predictor(method, **asdict(params))
 
 
 def predict_position(
     similarities: np.ndarray,
     neighbour_xy: np.ndarray,
-    method: str = "nearest",
+    method: str | Predictor = "nearest",
     params: KDEParams = DEFAULT_KDE,
 ) -> tuple[np.ndarray, float]:
     """Predict one query's metric position from its ranked neighbours.
@@ -165,69 +72,173 @@ def predict_position(
     Args:
         similarities: (K,) similarities of the neighbours, best first.
         neighbour_xy: (K, 2) their metric coordinates (UTM metres).
-        method: ``"nearest"`` or ``"kde"``.
+        method: ``"nearest"``, ``"kde"`` (any registered predictor) or a :class:`Predictor`.
         params: kernel parameters; ``params.k`` neighbours are used.
 
     Returns:
         ``(xy, confidence)``: the (2,) predicted position and the consensus in (0, 1].
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown prediction method {method!r}; choose one of {', '.join(METHODS)}")
-    sims = np.asarray(similarities, dtype=np.float64)[: params.k]
-    xy = np.asarray(neighbour_xy, dtype=np.float64)[: params.k]
-    valid = np.isfinite(sims) & np.all(np.isfinite(xy), axis=1)
-    sims, xy = sims[valid], xy[valid]
-    if len(sims) == 0:
-        raise ValueError("no valid neighbour to predict a position from")
-    w = neighbour_weights(sims, params.m)
-    if method == "nearest":
-        best = xy[0]
-    else:
-        density = kernel_density(xy, xy, w, params.sigma_m)
-        best = xy[int(np.argmax(density))]
-        for _ in range(params.mean_shift_steps):
-            # Mean shift with a Gaussian kernel: a weighted mean of the neighbours,
-            # each weighted by its kernel value at the current point; it climbs to the mode.
-            k = w * np.exp(-((xy - best) ** 2).sum(1) / (2 * params.sigma_m**2))
-            if k.sum() <= 0:
-                break
-            new = (k[:, None] * xy).sum(0) / k.sum()
-            if np.linalg.norm(new - best) < 1e-3:
-                best = new
-                break
-            best = new
-    confidence = float(kernel_density(best[None], xy, w, params.sigma_m)[0] / w.sum())
-    return np.asarray(best, dtype=np.float64), min(max(confidence, 0.0), 1.0)
+    return _by_method(method, params).predict_xy(similarities, neighbour_xy)
+
+
+def _per_query(
+    similarities: np.ndarray,
+    neighbour_ids: np.ndarray,
+    coords: np.ndarray,
+    predict: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, float]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``predict(sims, coords[ids])`` per query row; rows without neighbours give NaN and 0."""
+    q = len(neighbour_ids)
+    out = np.full((q, 2), np.nan)
+    conf = np.zeros(q)
+    for i in range(q):
+        ids = np.asarray(neighbour_ids[i])
+        keep = ids >= 0
+        if not keep.any():
+            continue
+        out[i], conf[i] = predict(np.asarray(similarities[i])[keep], coords[ids[keep]])
+    return out, conf
 
 
 def predict_positions(
     similarities: np.ndarray,
     neighbour_ids: np.ndarray,
     database_xy: np.ndarray,
-    method: str = "nearest",
+    method: str | Predictor = "nearest",
     params: KDEParams = DEFAULT_KDE,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised over queries: :func:`predict_position` for each row.
+    """Vectorised over queries: :func:`predict_position` for each row (planar metres).
 
     Args:
         similarities: (Q, K) similarities, best first.
         neighbour_ids: (Q, K) database indices (-1 for empty slots).
         database_xy: (M, 2) database metric coordinates.
-        method: ``"nearest"`` or ``"kde"``.
+        method: ``"nearest"``, ``"kde"`` or a :class:`Predictor`.
         params: kernel parameters.
 
     Returns:
-        ``(xy, confidence)`` of shapes (Q, 2) and (Q,).
+        ``(xy, confidence)`` of shapes (Q, 2) and (Q,); NaN and 0 for queries
+        without neighbours.
     """
-    q = len(neighbour_ids)
-    out_xy = np.full((q, 2), np.nan)
-    out_conf = np.zeros(q)
-    for i in range(q):
-        ids = np.asarray(neighbour_ids[i])
-        keep = ids >= 0
-        if not keep.any():
-            continue
-        out_xy[i], out_conf[i] = predict_position(
-            np.asarray(similarities[i])[keep], database_xy[ids[keep]], method, params
+    predictor = _by_method(method, params)
+    return _per_query(
+        similarities, neighbour_ids, np.asarray(database_xy, dtype=np.float64), predictor.predict_xy
+    )
+
+
+def _latlon_of(database: Positioned | np.ndarray) -> np.ndarray:
+    latlon = np.asarray(getattr(database, "latlon", database), dtype=np.float64).reshape(-1, 2)
+    if not np.all(np.isfinite(latlon)):
+        raise ValueError(
+            f"{getattr(database, 'name', '') or 'database'}: no latitude/longitude for every image "
+            "(metric-only data); predict in its planar frame with predict_positions(..., database.utm)"
         )
-    return out_xy, out_conf
+    return latlon
+
+
+def predict_latlon(
+    similarities: np.ndarray,
+    neighbour_ids: np.ndarray,
+    database: Positioned | np.ndarray,
+    predictor: str | Predictor = "nearest",
+    **params: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predict each query's latitude/longitude from its neighbours, anywhere on Earth.
+
+    Args:
+        similarities: (Q, K) similarities, best first.
+        neighbour_ids: (Q, K) database indices (-1 for empty slots).
+        database: the database images (a :class:`~vgloc.data.GeoImageSet`; its
+            ``latlon`` (M, 2) is used) or an (M, 2) array of degrees.
+        predictor: a registered name (``"nearest"``, ``"kde"``) or a :class:`Predictor`.
+        **params: predictor parameters (``k``, ``m``, ``sigma_m``, ``mean_shift_steps``).
+
+    Returns:
+        ``(latlon, confidence)`` of shapes (Q, 2) degrees and (Q,); NaN and 0 for
+        queries without neighbours.
+
+    Raises:
+        ValueError: the database has no lat/lon (metric-only data).
+    """
+    p = resolve_predictor(predictor, **params)
+    return _per_query(similarities, neighbour_ids, _latlon_of(database), p.predict_latlon)
+
+
+@dataclass
+class PositionEstimates:
+    """Predicted positions of Q queries, in both coordinates where they exist.
+
+    Attributes:
+        latlon: (Q, 2) degrees; NaN for queries without neighbours, or when the
+            database is metric only.
+        utm: (Q, 2) metres in ``frame``; NaN for queries without neighbours, or when
+            the database is world-wide (no planar frame).
+        confidence: (Q,) consensus in [0, 1]; 0 for queries without neighbours.
+        frame: the database's UTM frame (None for metric-only or world-wide data).
+        planar: True when the prediction ran in planar metres (``utm`` is the result).
+    """
+
+    latlon: np.ndarray
+    utm: np.ndarray
+    confidence: np.ndarray
+    frame: MetricFrame | None
+    planar: bool
+
+    def errors_m(self, queries: Positioned) -> np.ndarray:
+        """Per-query distance in metres from the prediction to each query's true position.
+
+        Planar (UTM) distances when the predictions and the queries share one planar
+        frame, so numbers on one-zone data are those vgloc always reported;
+        great-circle distances otherwise.
+
+        Args:
+            queries: the Q query images (``utm``, ``latlon``, ``frame``), row i = query i.
+
+        Returns:
+            (Q,) float64 metres; NaN for queries without a prediction.
+        """
+        if len(queries.utm) != len(self.utm):
+            raise ValueError(f"{len(self.utm)} predictions for {len(queries.utm)} queries")
+        if self.planar and queries.frame == self.frame and np.all(np.isfinite(queries.utm)):
+            return np.asarray(np.linalg.norm(self.utm - queries.utm, axis=1))
+        return _latlon_errors_m(self.latlon, _latlon_of(queries))
+
+
+def estimate_positions(
+    similarities: np.ndarray,
+    neighbour_ids: np.ndarray,
+    database: Positioned,
+    predictor: str | Predictor = "nearest",
+    **params: Any,
+) -> PositionEstimates:
+    """Predict positions in the database's own geometry (the entry point for ``locate``/evaluation).
+
+    A planar database (one UTM zone, or metric only) is predicted in UTM metres
+    exactly like :func:`predict_positions`, with lat/lon from its frame; a
+    world-wide database (``frame=None``, NaN ``utm``) with :func:`predict_latlon`.
+
+    Args:
+        similarities: (Q, K) similarities, best first.
+        neighbour_ids: (Q, K) database indices (-1 for empty slots).
+        database: the M database images (``utm`` (M, 2), ``latlon`` (M, 2), ``frame``).
+        predictor: a registered name or a :class:`Predictor`.
+        **params: predictor parameters.
+
+    Returns:
+        The :class:`PositionEstimates` (Q rows).
+    """
+    p = resolve_predictor(predictor, **params)
+    q = len(neighbour_ids)
+    utm_db = np.asarray(database.utm, dtype=np.float64)
+    if np.all(np.isfinite(utm_db)):
+        xy, conf = _per_query(similarities, neighbour_ids, utm_db, p.predict_xy)
+        latlon = np.full((q, 2), np.nan)
+        done = np.all(np.isfinite(xy), axis=1)
+        if database.frame is not None and done.any():
+            lat, lon = database.frame.to_latlon(xy[done])
+            latlon[done] = np.stack([lat, lon], 1)
+        return PositionEstimates(latlon=latlon, utm=xy, confidence=conf, frame=database.frame, planar=True)
+    latlon, conf = _per_query(similarities, neighbour_ids, _latlon_of(database), p.predict_latlon)
+    return PositionEstimates(
+        latlon=latlon, utm=np.full((q, 2), np.nan), confidence=conf, frame=database.frame, planar=False
+    )
