@@ -32,7 +32,7 @@ import numpy as np
 from vgloc.data.records import GeoImageSet
 from vgloc.data.scanning import Scan
 from vgloc.data.vgnames import VGName, VGNameError, parse_vg_name
-from vgloc.geo import GeoError, MetricFrame, choose_frame, zone_of
+from vgloc.geo import UTM_MAX_LAT, UTM_MIN_LAT, GeoError, MetricFrame, choose_frame, zone_of
 
 #: Largest accepted disagreement between a file's UTM fields and its lat/lon fields.
 #: Generous enough for lat/lon written with 3 decimals (< 80 m), far below the
@@ -40,11 +40,8 @@ from vgloc.geo import GeoError, MetricFrame, choose_frame, zone_of
 UTM_LATLON_TOLERANCE_M = 100.0
 
 _ZONE_LETTERS = "CDEFGHJKLMNPQRSTUVWX"
-# The UTM projection (and the utm package) covers latitudes 80 S to 84 N.
-_MIN_LAT, _MAX_LAT = -80.0, 84.0
-
-
-# ----------------------------------------------------------------------------- @UTM names
+# @UTM names carry UTM, which (like the utm package) covers latitudes 80 S to 84 N.
+_MIN_LAT, _MAX_LAT = UTM_MIN_LAT, UTM_MAX_LAT
 
 
 def _hemisphere(name: VGName) -> bool | None:
