@@ -9,6 +9,7 @@ import pytest
 
 from tests.data.helpers import vg_file_name, write_image
 from vgloc.data import DataError, GeoImageSet, load_image_set, load_split
+from vgloc.data.exif import make_gps_exif
 from vgloc.data.records import align_frames
 from vgloc.geo import GeoError, MetricFrame, haversine_m, positives
 
@@ -124,3 +125,15 @@ def test_align_frames_refuses_metric_only_next_to_lat_lon() -> None:
     assert db is world and q.is_world
     db, (q,) = align_frames(paris, [world])
     assert db.is_world and q is world
+
+
+def test_exif_folder_on_several_continents_and_a_pole_loads(tmp_path: Path) -> None:
+    for rel, lat, lon in WORLD:
+        write_image(tmp_path / "photos" / rel, exif=make_gps_exif(lat, lon).tobytes())
+    s = load_image_set(tmp_path / "photos", progress=False)
+    assert s.is_world and len(s) == len(WORLD)
+    # EXIF stores degrees/minutes/seconds as rationals: positions come back to ~1 cm
+    want = {r: (lat, lon) for r, lat, lon in WORLD}
+    for p, ll in zip(s.paths, s.latlon, strict=True):
+        lat, lon = want[p.relative_to(tmp_path / "photos").as_posix()]
+        assert float(haversine_m(ll[0], ll[1], lat, lon)) < 0.05
