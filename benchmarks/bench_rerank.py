@@ -33,7 +33,8 @@ from _machine import cpu_name  # benchmarks/ is on sys.path when a script runs
 from vgloc.data import load_image_set
 from vgloc.evaluation.recall import recall_at_n
 from vgloc.geo import positives_within
-from vgloc.rerank import ClassicalVLAD, FeatureCache, Reranker, rerank_predictions
+from vgloc.local import ClassicalVLAD, FeatureCache
+from vgloc.rerank import Reranker, rerank_predictions
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lund-exif-gps"
 DEFAULT_SPECS = (

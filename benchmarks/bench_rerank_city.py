@@ -8,7 +8,7 @@ positives within 25 m. Two global descriptors, both without trained weights:
 fitted on the database). Retrieval fetches the top 100 (exact inner-product search);
 each re-ranker re-orders those 100 with local features and geometric verification,
 the way ``vgloc eval --rerank SPEC --rerank-k 100`` does (the same functions:
-:func:`vgloc.rerank.pipeline.score_candidates` and ``CandidateScores.rerank``).
+:func:`vgloc.rerank.run.score_candidates` and ``CandidateScores.rerank``).
 
 Timing:
 
@@ -49,7 +49,8 @@ from vgloc.demo import cache_dir
 from vgloc.evaluation.recall import recall_at_n
 from vgloc.geo import positives_within
 from vgloc.rerank import Reranker
-from vgloc.rerank.pipeline import rerank_sweep, score_candidates, sweep_table, write_sweep
+from vgloc.rerank.run import score_candidates
+from vgloc.rerank.sweep import rerank_sweep, sweep_table, write_sweep
 
 DEFAULT_DESCRIPTORS = ("resnet18+gem", "rootsift+vlad64")
 DEFAULT_SPECS = (

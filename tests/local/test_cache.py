@@ -10,13 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.rerank._helpers import textured_image, write_rgb
-from vgloc.rerank import (
+from tests.local._helpers import textured_image, write_rgb
+from vgloc.local import (
     CacheCorruptError,
     CacheMismatchError,
     FeatureCache,
     LocalFeatureExtractor,
-    Reranker,
     RootSIFTExtractor,
     SIFTExtractor,
 )
@@ -91,9 +90,6 @@ def test_other_extractor_configuration_is_refused(tmp_path: Path, images: list[P
         FeatureCache(h5, SIFTExtractor(max_keypoints=100))
     with pytest.raises(CacheMismatchError, match="fingerprint"):
         FeatureCache(h5, RootSIFTExtractor(max_keypoints=100), fingerprint="stat")
-    # A re-ranker given a cache of another extractor refuses it as well.
-    with FeatureCache(h5, RootSIFTExtractor(max_keypoints=100)) as cache, pytest.raises(CacheMismatchError):
-        Reranker("rootsift+mnn+ransac", cache=cache)
 
 
 def test_corrupt_file_is_detected_or_rebuilt(tmp_path: Path, images: list[Path]) -> None:
@@ -166,7 +162,7 @@ def test_killed_run_keeps_finished_entries(tmp_path: Path, images: list[Path]) -
     script = textwrap.dedent(
         f"""
         import os
-        from vgloc.rerank import FeatureCache, LocalFeatures, SIFTExtractor
+        from vgloc.local import FeatureCache, LocalFeatures, SIFTExtractor
         import numpy as np
         cache = FeatureCache({str(h5)!r}, SIFTExtractor(max_keypoints=50))
         for i, path in enumerate({[str(p) for p in images[:2]]!r}):

@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.rerank._helpers import textured_image, write_rgb
-from vgloc.registry import UnknownNameError
-from vgloc.rerank import (
+from tests.local._helpers import textured_image, write_rgb
+from vgloc.local import (
     EXTRACTORS,
     AKAZEExtractor,
     DISKExtractor,
@@ -22,6 +21,7 @@ from vgloc.rerank import (
     create_extractor,
     root_sift,
 )
+from vgloc.registry import UnknownNameError
 
 
 def test_root_sift_hand_computed() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vgloc.rerank import (
+from vgloc.local import (
     LocalFeatures,
     MNNMatcher,
     RatioMatcher,

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from vgloc.rerank import EXTRACTORS, WeightsUnavailableError, create_extractor
-from vgloc.rerank.features import SuperPointExtractor
-from vgloc.rerank.superpoint import SUPERPOINT_URLS, SuperPoint, remove_borders, simple_nms
+from vgloc.local import EXTRACTORS, WeightsUnavailableError, create_extractor
+from vgloc.local.features import SuperPointExtractor
+from vgloc.local.features.superpoint import SUPERPOINT_URLS, SuperPoint, remove_borders, simple_nms
 
 # The tensors of the published superpoint_v1.pth / demo_superpoint.pth: name -> weight shape.
 PUBLISHED_CONVS = {

@@ -1,18 +1,17 @@
-"""Geometric verification on synthetic point sets with known inliers, RSS and fusion by hand."""
+"""Geometric verification on synthetic point sets with known inliers, and RSS by hand."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from vgloc.rerank import (
+from vgloc.local import (
     Correspondences,
     FundamentalVerifier,
     HomographyVerifier,
     RapidSpatialVerifier,
     fit_fundamental,
     fit_homography,
-    fuse_scores,
     rapid_spatial_score,
 )
 
@@ -174,26 +173,12 @@ def test_rss_prefers_a_consistent_translation() -> None:
     assert good.score > bad.score and good.num_inliers == 50
 
 
-def test_fuse_scores_hand_computed() -> None:
-    local = np.array([10.0, 0.0, 5.0])
-    sims = np.array([0.5, 0.9, 0.7])
-    # z(local) = (1, -1, 0) · sqrt(3/2); z(global) = (-1, 1, 0) · sqrt(3/2).
-    z = np.sqrt(1.5)
-    np.testing.assert_allclose(fuse_scores(local, sims, "zscore", 0.25), [0.5 * z, -0.5 * z, 0.0], atol=1e-12)
-    np.testing.assert_allclose(fuse_scores(local, sims, "zscore", 0.5), [0, 0, 0], atol=1e-12)
-    np.testing.assert_allclose(fuse_scores(local, sims, "linear", 2.0), [11.0, 1.8, 6.4])
-    # A constant local score contributes nothing.
-    np.testing.assert_allclose(fuse_scores(np.ones(3), sims, "zscore", 0.0), [0, 0, 0])
-    with pytest.raises(ValueError, match="fusion mode"):
-        fuse_scores(local, sims, "max")
-
-
 def test_degenerate_correspondences_give_no_model_instead_of_an_opencv_error() -> None:
     # Real SIFT ratio-test matches from a synthetic-city pair (duplicate keypoints):
     # OpenCV's USAC raises "!model.empty()" on them instead of returning no model.
     import cv2
 
-    from vgloc.rerank.verify import fit_fundamental
+    from vgloc.local.verify import fit_fundamental
 
     p0 = np.array(
         [[111.69, 114.31], [135.61, 113.15], [119.88, 112.21], [125.57, 113.37], [244.98, 136.67],

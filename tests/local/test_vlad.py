@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vgloc.rerank import ClassicalVLAD, vlad
+from vgloc.local import ClassicalVLAD, vlad
 
 FRAMES = ["01", "06", "11", "16", "21", "26"]
 

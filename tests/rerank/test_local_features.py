@@ -1,4 +1,4 @@
-"""Spec parsing, re-ranking on real photos, and the batch re-ordering contract."""
+"""The local-feature re-ranker: spec parsing, and re-ranking real photos."""
 
 from __future__ import annotations
 
@@ -7,16 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.rerank._helpers import warped_copy
+from tests.local._helpers import warped_copy
+from vgloc.local import CacheMismatchError, FeatureCache, RootSIFTExtractor
 from vgloc.registry import RERANKERS, UnknownNameError
-from vgloc.rerank import (
-    FeatureCache,
-    Reranker,
-    RerankerSpec,
-    Verification,
-    parse_spec,
-    rerank_predictions,
-)
+from vgloc.rerank import LocalFeatureReranker, Reranker, RerankerSpec, parse_spec
 
 
 def test_parse_valid_specs() -> None:
@@ -24,7 +18,7 @@ def test_parse_valid_specs() -> None:
     assert parse_spec(" SIFT + ratio + fundamental ") == RerankerSpec("sift", "ratio", "fundamental")
     assert parse_spec("loftr+ransac") == RerankerSpec(None, "loftr", "ransac")
     assert str(parse_spec("orb+mnn+rss")) == "orb+mnn+rss"
-    assert RERANKERS.get("local") is Reranker
+    assert RERANKERS.get("local") is LocalFeatureReranker is Reranker
 
 
 @pytest.mark.parametrize(
@@ -90,45 +84,11 @@ def test_rerank_with_cache_and_fusion(wrong_top1: tuple[Path, list[Path]], tmp_p
         assert cache.paths() == sorted(str(c) for c in cands)
 
 
-def stub_reranker(monkeypatch: pytest.MonkeyPatch, score_of: dict[str, float]) -> Reranker:
-    """A Reranker whose verification score is read from a table keyed by candidate name."""
-    rr = Reranker("sift+mnn+count")
-
-    def verify_pair(query: object, cand: object) -> tuple[None, Verification]:
-        s = score_of[Path(str(cand)).name]
-        return None, Verification(s, int(s), np.zeros(0, bool))
-
-    monkeypatch.setattr(rr, "verify_pair", verify_pair)
-    return rr
-
-
-def test_rerank_predictions_reorders_top_k_keeps_tail_and_ties(monkeypatch: pytest.MonkeyPatch) -> None:
-    db = [f"db{i}.jpg" for i in range(5)]
-    rr = stub_reranker(
-        monkeypatch, {"db0.jpg": 1.0, "db1.jpg": 7.0, "db2.jpg": 5.0, "db3.jpg": 5.0, "db4.jpg": 9.0}
-    )
-    preds = np.array([[3, 1, 2, 4, 0], [0, 4, -1, -1, -1]])
-    new, scores, ms = rerank_predictions(["q0.jpg", "q1.jpg"], db, preds, spec=rr, k=3)
-    # Row 0, top 3 = (3: 5, 1: 7, 2: 5) -> 1 first, then the 5-5 tie in original order
-    # (3 before 2); the tail (4, 0) is untouched although db4 would score 9.
-    np.testing.assert_array_equal(new[0], [1, 3, 2, 4, 0])
-    np.testing.assert_array_equal(scores[0, :3], [7, 5, 5])
-    assert np.isnan(scores[0, 3:]).all()
-    # Row 1: two real candidates (0: 1, 4: 9) re-ordered, the empty slots stay last.
-    np.testing.assert_array_equal(new[1], [4, 0, -1, -1, -1])
-    np.testing.assert_array_equal(scores[1, :2], [9, 1])
-    assert np.isnan(scores[1, 2:]).all()
-    assert ms >= 0.0
-    np.testing.assert_array_equal(preds[0], [3, 1, 2, 4, 0])  # input untouched
-
-
-def test_rerank_predictions_checks_its_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
-    rr = stub_reranker(monkeypatch, {})
-    with pytest.raises(ValueError, match="2 query paths but 1 prediction rows"):
-        rerank_predictions(["a", "b"], ["x"], np.array([[0]]), spec=rr)
-    with pytest.raises(ValueError, match="index database image 3"):
-        rerank_predictions(["a"], ["x"], np.array([[3]]), spec=rr)
-    with pytest.raises(ValueError, match="differ in shape"):
-        rerank_predictions(["a"], ["x"], np.array([[0]]), np.zeros((1, 2)), spec=rr)
-    with pytest.raises(ValueError, match="integer"):
-        rerank_predictions(["a"], ["x"], np.array([[0.0]]), spec=rr)
+def test_a_cache_of_another_extractor_is_refused(tmp_path: Path) -> None:
+    with FeatureCache(tmp_path / "feats.h5", RootSIFTExtractor(max_keypoints=100)) as cache:
+        with pytest.raises(CacheMismatchError, match="re-ranker's extractor"):
+            Reranker("rootsift+mnn+ransac", cache=cache)
+        # the same configuration is accepted, and the caller's cache stays open
+        with Reranker("rootsift+mnn+ransac", extractor_options={"max_keypoints": 100}, cache=cache) as rr:
+            assert rr.cache is cache
+        assert len(cache) == 0

@@ -1,10 +1,11 @@
-"""Score-once re-ranking: agreement with rerank_predictions, per-K re-ordering, sweeps and their files."""
+"""The one loop: score once, re-order per K, rerank_predictions on top, any re-ranker; sweeps and their files."""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,19 +16,48 @@ from vgloc.data import load_split
 from vgloc.data.records import GeoImageSet
 from vgloc.evaluation.recall import recall_at_n
 from vgloc.geo import positives_within
+from vgloc.local import Verification
 from vgloc.registry import UnknownNameError
-from vgloc.rerank import Reranker, rerank_predictions
-from vgloc.rerank.pipeline import (
-    CandidateScores,
-    SweepPoint,
-    check_sweep_ks,
-    rerank_sweep,
-    score_candidates,
-    sweep_table,
-    write_sweep,
-)
+from vgloc.rerank import BaseReranker, PairScores, Prepared, Reranker, rerank_predictions
+from vgloc.rerank.run import CandidateScores, score_candidates
+from vgloc.rerank.sweep import SweepPoint, check_sweep_ks, rerank_sweep, sweep_table, write_sweep
 
 SPEC = "rootsift+mnn+ransac"
+
+
+class TableReranker(BaseReranker):
+    """A re-ranker whose pair score is read from a table keyed by candidate file name.
+
+    No image is opened, so the loop's contract can be checked on made-up paths; it
+    records the hooks the loop calls.
+    """
+
+    kind = "table"
+
+    def __init__(self, score_of: dict[str, float], *, joint: bool = False) -> None:
+        self.spec = "table"
+        self.score_of = score_of
+        self.joint = joint
+        self.calls: list[str] = []
+
+    def score(self, query: object, candidates: Sequence[object]) -> PairScores:
+        self.calls.append("score")
+        s = np.array([self.score_of[Path(str(c)).name] for c in candidates], np.float64)
+        # joint: scored together, no per-pair times (the loop splits the measured time)
+        return PairScores(s, s.astype(np.int64), None if self.joint else np.full(len(s), 2.0))
+
+    def prepare(self, database: Sequence[Path], **kwargs: object) -> Prepared:
+        self.calls.append("prepare")
+        return Prepared(len(database), 1.0)
+
+    def prepare_query(self, query: object) -> None:
+        self.calls.append("prepare_query")
+
+    def release(self) -> None:
+        self.calls.append("release")
+
+    def close(self) -> None:
+        self.calls.append("close")
 
 
 @pytest.fixture(scope="module")
@@ -266,10 +296,108 @@ def test_database_features_beyond_the_memory_budget(
     assert cached.database_images == len(np.unique(preds[:2, :3]))
     np.testing.assert_array_equal(cached.rerank().predictions, expected)
     # ...without one they are extracted on the fly, counted in the query time, and the user is told.
-    with caplog.at_level("WARNING", logger="vgloc.rerank.pipeline"):
+    with caplog.at_level("WARNING", logger="vgloc.rerank.local_features"):
         fly = score_candidates(
             queries.paths[:2], database.paths, preds[:2], sims[:2], SPEC, k=3, memory_budget_mb=1e-3
         )
     assert fly.database_images == 0 and np.isnan(fly.database_ms_per_image)
     assert "do not fit in 0 MB" in caplog.text and "pass a cache file" in caplog.text
     np.testing.assert_array_equal(fly.rerank().predictions, expected)
+
+
+def test_rerank_predictions_reorders_top_k_keeps_tail_and_ties() -> None:
+    db = [f"db{i}.jpg" for i in range(5)]
+    rr = TableReranker({"db0.jpg": 1.0, "db1.jpg": 7.0, "db2.jpg": 5.0, "db3.jpg": 5.0, "db4.jpg": 9.0})
+    preds = np.array([[3, 1, 2, 4, 0], [0, 4, -1, -1, -1]])
+    new, scores, ms = rerank_predictions(["q0.jpg", "q1.jpg"], db, preds, spec=rr, k=3)
+    # Row 0, top 3 = (3: 5, 1: 7, 2: 5) -> 1 first, then the 5-5 tie in original order
+    # (3 before 2); the tail (4, 0) is untouched although db4 would score 9.
+    np.testing.assert_array_equal(new[0], [1, 3, 2, 4, 0])
+    np.testing.assert_array_equal(scores[0, :3], [7, 5, 5])
+    assert np.isnan(scores[0, 3:]).all()
+    # Row 1: two real candidates (0: 1, 4: 9) re-ordered, the empty slots stay last.
+    np.testing.assert_array_equal(new[1], [4, 0, -1, -1, -1])
+    np.testing.assert_array_equal(scores[1, :2], [9, 1])
+    assert np.isnan(scores[1, 2:]).all()
+    assert ms >= 0.0
+    np.testing.assert_array_equal(preds[0], [3, 1, 2, 4, 0])  # input untouched
+
+
+def test_rerank_predictions_checks_its_inputs() -> None:
+    rr = TableReranker({})
+    with pytest.raises(ValueError, match="2 query paths but 1 prediction rows"):
+        rerank_predictions(["a", "b"], ["x"], np.array([[0]]), spec=rr)
+    with pytest.raises(ValueError, match="index database image 3"):
+        rerank_predictions(["a"], ["x"], np.array([[3]]), spec=rr)
+    with pytest.raises(ValueError, match="differ in shape"):
+        rerank_predictions(["a"], ["x"], np.array([[0]]), np.zeros((1, 2)), spec=rr)
+    with pytest.raises(ValueError, match="integer"):
+        rerank_predictions(["a"], ["x"], np.array([[0.0]]), spec=rr)
+
+
+def test_the_loop_drives_any_reranker_through_the_contract() -> None:
+    db = [f"db{i}.jpg" for i in range(4)]
+    rr = TableReranker({"db0.jpg": 1.0, "db1.jpg": 4.0, "db2.jpg": 3.0, "db3.jpg": 2.0}, joint=True)
+    preds = np.array([[0, 1, 2, 3], [3, 2, -1, -1]])
+    sims = np.array([[0.9, 0.8, 0.7, 0.6], [0.9, 0.5, 0.0, 0.0]])
+    scored = score_candidates(["q0.jpg", "q1.jpg"], db, preds, sims, rr, k=3)
+    # database first (once, before the clock), then per query: its own work, one scoring call
+    assert rr.calls == ["prepare", *["prepare_query", "score"] * 2, "release"]
+    assert scored.spec == "table" and scored.database_images == 4 and scored.database_ms_per_image == 1.0
+    out = scored.rerank()
+    np.testing.assert_array_equal(out.predictions, [[1, 2, 0, 3], [2, 3, -1, -1]])
+    np.testing.assert_array_equal(out.inliers, [[4, 3, 1, -1], [3, 2, -1, -1]])
+    # the similarities travel with their candidates
+    np.testing.assert_array_equal(out.similarities, [[0.8, 0.7, 0.9, 0.6], [0.5, 0.9, 0.0, 0.0]])
+    # jointly scored pairs share the measured time evenly; empty slots have none
+    assert np.all(scored.pair_ms[0] >= 0) and scored.pair_ms[0, 0] == scored.pair_ms[0, 2]
+    assert np.isnan(scored.pair_ms[1, 2])
+    # the caller's re-ranker is neither closed nor released when it keeps its data
+    rr.calls.clear()
+    score_candidates(["q0.jpg", "q1.jpg"], db, preds, sims, rr, k=3, keep_features=True)
+    assert "release" not in rr.calls and "close" not in rr.calls
+
+
+def test_a_built_reranker_is_used_as_is_and_its_spec_never_parsed_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import vgloc.rerank.local_features as local_features
+
+    calls: list[str] = []
+    real = local_features.parse_spec
+
+    def counting(spec: str) -> object:
+        calls.append(spec)
+        return real(spec)
+
+    monkeypatch.setattr(local_features, "parse_spec", counting)
+    with Reranker("sift+mnn+count") as rr:
+        assert calls == ["sift+mnn+count"]
+        db = ["db0.jpg", "db1.jpg"]
+        table = {"db0.jpg": 1.0, "db1.jpg": 2.0}
+
+        def verify_pair(query: object, cand: object) -> tuple[None, Verification]:
+            s = table[Path(str(cand)).name]
+            return None, Verification(s, int(s), np.zeros(0, bool))
+
+        # No image exists: the loop reaches the re-ranker only through the object.
+        monkeypatch.setattr(rr, "verify_pair", verify_pair)
+        monkeypatch.setattr(rr, "prepare", lambda *a, **kw: Prepared())
+        monkeypatch.setattr(rr, "prepare_query", lambda q: None)
+        out = score_candidates(["q.jpg"], db, np.array([[0, 1]]), None, rr, k=2).rerank()
+        np.testing.assert_array_equal(out.predictions, [[1, 0]])
+        rerank_predictions(["q.jpg"], db, np.array([[0, 1]]), spec=rr, k=2)
+    assert calls == ["sift+mnn+count"]  # parsed once, when the object was built
+
+
+def test_a_spec_string_is_parsed_once_per_loop(
+    monkeypatch: pytest.MonkeyPatch, day: tuple[GeoImageSet, GeoImageSet, list[np.ndarray]]
+) -> None:
+    import vgloc.rerank.local_features as local_features
+
+    calls: list[str] = []
+    real = local_features.parse_spec
+    monkeypatch.setattr(local_features, "parse_spec", lambda spec: calls.append(spec) or real(spec))
+    database, queries, _ = day
+    score_candidates(queries.paths[:1], database.paths, np.array([[0, 1]]), None, "orb+mnn+count", k=2)
+    assert calls == ["orb+mnn+count"]

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from vgloc.io import atomic_path
-from vgloc.rerank.features import LocalFeatureExtractor, LocalFeatures
+from vgloc.local.features import LocalFeatureExtractor, LocalFeatures
 
 __all__ = ["CacheCorruptError", "CacheMismatchError", "FeatureCache", "image_fingerprint"]
 

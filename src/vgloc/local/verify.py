@@ -18,7 +18,8 @@ correspondences into a score (higher is better):
   keypoint positions; see :func:`rapid_spatial_score`.
 - ``count``: the number of matches (no geometry; a baseline).
 
-:func:`fuse_scores` optionally combines the local score with the global similarity.
+Fusing the score with the global similarity is a re-ranking decision, not a local-feature
+one: see :func:`vgloc.rerank.fusion.fuse_scores`.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from vgloc.local.matching import Correspondences
 from vgloc.registry import Registry
-from vgloc.rerank.matching import Correspondences
 
 __all__ = [
     "VERIFIERS",
@@ -43,7 +44,6 @@ __all__ = [
     "create_verifier",
     "fit_fundamental",
     "fit_homography",
-    "fuse_scores",
     "rapid_spatial_score",
 ]
 
@@ -224,48 +224,6 @@ def rapid_spatial_score(
             raise ValueError(f"num_query must be positive, got {num_query}")
         s /= num_query
     return s
-
-
-def _zscore(x: np.ndarray) -> np.ndarray:
-    std = x.std()
-    return np.zeros_like(x) if std == 0 or not np.isfinite(std) else (x - x.mean()) / std
-
-
-def fuse_scores(
-    local: np.ndarray,
-    global_sims: np.ndarray,
-    mode: str = "zscore",
-    weight: float = 0.5,
-) -> np.ndarray:
-    """Combine local verification scores with global similarities over one query's candidates.
-
-    - ``"zscore"``: ``(1 − w)·z(local) + w·z(global)``, with ``z`` the z-normalisation
-      over the K candidates (Patch-NetVLAD fuses its per-patch-size scores this way,
-      PROTOCOLS 5; here the global similarity is the second score). A constant score
-      contributes 0.
-    - ``"linear"``: ``local + w·global``. With inlier counts and cosine similarities
-      and ``w`` around 1, the global term mostly breaks near-ties.
-
-    Args:
-        local: Shape (K,) local scores (higher is better).
-        global_sims: Shape (K,) global similarities (higher is better).
-        mode: ``"zscore"`` or ``"linear"``.
-        weight: ``w`` above; for ``"zscore"`` in [0, 1].
-
-    Returns:
-        Shape (K,) float64 fused scores.
-    """
-    loc = np.asarray(local, np.float64).reshape(-1)
-    glo = np.asarray(global_sims, np.float64).reshape(-1)
-    if loc.shape != glo.shape:
-        raise ValueError(f"local scores {loc.shape} and global similarities {glo.shape} differ in shape")
-    if mode == "zscore":
-        if not 0.0 <= weight <= 1.0:
-            raise ValueError(f"zscore fusion weight must be in [0, 1], got {weight}")
-        return (1.0 - weight) * _zscore(loc) + weight * _zscore(glo)
-    if mode == "linear":
-        return loc + weight * glo
-    raise ValueError(f"unknown fusion mode {mode!r}; use 'zscore' or 'linear'")
 
 
 # ----------------------------------------------------------------------------- verifiers

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from vgloc.io import atomic_path
-from vgloc.rerank._image import Resize, check_resize, load_rgb, resize_image
-from vgloc.rerank.features import RootSIFTExtractor, root_sift
+from vgloc.local.features import RootSIFTExtractor, root_sift
+from vgloc.local.image import Resize, check_resize, load_rgb, resize_image
 
 __all__ = ["ClassicalVLAD", "vlad"]
 

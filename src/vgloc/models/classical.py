@@ -1,7 +1,7 @@
 """Weight-free classical global descriptors, usable wherever a model spec is.
 
 ``rootsift+vlad64`` is dense RootSIFT aggregated with VLAD over a 64-word
-vocabulary (see :mod:`vgloc.rerank.classical`); ``rootsift+vlad64+pca256`` adds
+vocabulary (see :mod:`vgloc.local.vlad`); ``rootsift+vlad64+pca256`` adds
 PCA whitening to 256 dimensions. The vocabulary (and PCA) is fitted on the
 database the first time an index is built, and stored inside the index, exactly
 like the random or data-initialised weights of a CNN.
@@ -65,7 +65,7 @@ class ClassicalDescriber:
     """
 
     def __init__(self, spec: str | ClassicalSpec, seed: int = 0) -> None:
-        from vgloc.rerank.classical import ClassicalVLAD
+        from vgloc.local.vlad import ClassicalVLAD
 
         self._spec = spec if isinstance(spec, ClassicalSpec) else ClassicalSpec.parse(spec)
         self.vlad = ClassicalVLAD(num_clusters=self._spec.num_clusters, pca_dim=self._spec.pca_dim, seed=seed)
@@ -102,7 +102,7 @@ class ClassicalDescriber:
     @classmethod
     def load(cls, path: str | Path) -> ClassicalDescriber:
         """Read a describer written by :meth:`save`."""
-        from vgloc.rerank.classical import ClassicalVLAD
+        from vgloc.local.vlad import ClassicalVLAD
 
         vlad = ClassicalVLAD.load(path)
         out = cls(ClassicalSpec(num_clusters=vlad.num_clusters, pca_dim=vlad.pca_dim), seed=vlad.seed)

@@ -1,72 +1,87 @@
-"""Re-ranking retrieved candidates with local features and geometric verification.
+"""Re-ranking retrieved candidates: re-rankers behind one contract, one loop, one resolver.
 
-Pipeline: local features (:mod:`~vgloc.rerank.features`, cached in HDF5 by
-:mod:`~vgloc.rerank.cache`) -> matches (:mod:`~vgloc.rerank.matching`) -> a
-verification score (:mod:`~vgloc.rerank.verify`) -> a new order
-(:mod:`~vgloc.rerank.reranker`). A spec string names the three parts:
+- :mod:`~vgloc.rerank.base`: the contract, :class:`BaseReranker` (``score(query,
+  candidates)`` -> per-candidate scores and inliers, ``close()``);
+- :mod:`~vgloc.rerank.local_features`: :class:`LocalFeatureReranker`, registered in
+  :data:`vgloc.registry.RERANKERS` as ``"local"``: local features, a matcher and a
+  geometric verifier from :mod:`vgloc.local`, named ``extractor+matcher+verifier``;
+- :mod:`~vgloc.rerank.resolve`: :func:`resolve_reranker` (a spec string is parsed
+  once, into an object) and :func:`check_rerank_options` (settings checked up front);
+- :mod:`~vgloc.rerank.run`: the one loop, :func:`score_candidates`, and
+  :func:`rerank_predictions` on top of it;
+- :mod:`~vgloc.rerank.fusion`: fusing with the global similarity, ordering;
+- :mod:`~vgloc.rerank.sweep`: recall and time against K, and their files;
+- :mod:`~vgloc.rerank.visualize`: a pair's inlier (green) and outlier (red) matches.
 
-    >>> from vgloc.rerank import Reranker, rerank_predictions
-    >>> rr = Reranker("rootsift+mnn+ransac", cache="features/rootsift.h5")
-    >>> order, scores, inliers = rr.rerank(query_path, candidate_paths)
-    >>> new_preds, scores, ms = rerank_predictions(q_paths, db_paths, preds, sims, "sift+ratio+fundamental")
+    >>> from vgloc.rerank import resolve_reranker, score_candidates
+    >>> with resolve_reranker("rootsift+mnn+ransac", cache="features/rootsift.h5") as rr:
+    ...     scored = score_candidates(q_paths, db_paths, preds, sims, rr, k=100)
+    >>> reordered = scored.rerank(20)   # predictions, similarities, scores, inliers, ms/query
 
-Also here: :class:`ClassicalVLAD`, a weight-free RootSIFT+VLAD global descriptor,
-and :func:`visualize_pair`, which draws a pair's inlier (green) and outlier (red)
-matches.
+A new re-ranker is a new module here that subclasses :class:`BaseReranker`, registers
+itself in ``RERANKERS`` (with ``claims(spec)``, ``check_spec(spec)`` and
+``from_spec(spec, cache, **options)``), and is imported below.
 
-Importing this package is light: OpenCV, h5py, kornia and torch are imported
-when first used.
+The local-feature names this package always exported (extractors, matchers,
+verifiers, :class:`FeatureCache`, :class:`ClassicalVLAD`, ...) are re-exported from
+:mod:`vgloc.local`, where they now live; ``Reranker`` is :class:`LocalFeatureReranker`.
+Importing this package is light: OpenCV, h5py, kornia and torch are imported when
+first used.
 """
 
 from __future__ import annotations
 
-from vgloc.rerank._weights import WeightsUnavailableError
-from vgloc.rerank.cache import CacheCorruptError, CacheMismatchError, FeatureCache, image_fingerprint
-from vgloc.rerank.classical import ClassicalVLAD, vlad
-from vgloc.rerank.features import (
+from vgloc.local import (
     EXTRACTORS,
+    MATCHERS,
+    VERIFIERS,
     AKAZEExtractor,
     ALIKEDExtractor,
+    CacheCorruptError,
+    CacheMismatchError,
+    ClassicalVLAD,
+    Correspondences,
+    CountVerifier,
+    DenseMatcher,
     DISKExtractor,
+    FeatureCache,
+    FundamentalVerifier,
+    HomographyVerifier,
+    LightGlueMatcher,
     LocalFeatureExtractor,
     LocalFeatures,
-    ORBExtractor,
-    RootSIFTExtractor,
-    SIFTExtractor,
-    SuperPointExtractor,
-    create_extractor,
-    root_sift,
-)
-from vgloc.rerank.matching import (
-    MATCHERS,
-    Correspondences,
-    DenseMatcher,
-    LightGlueMatcher,
     LoFTRMatcher,
     MatchResult,
     MNNMatcher,
-    RatioMatcher,
-    SparseMatcher,
-    create_matcher,
-    descriptor_distances,
-    mutual_nearest_neighbours,
-    ratio_test,
-)
-from vgloc.rerank.reranker import Reranker, RerankerSpec, RerankResult, parse_spec, rerank_predictions
-from vgloc.rerank.verify import (
-    VERIFIERS,
-    CountVerifier,
-    FundamentalVerifier,
-    HomographyVerifier,
+    ORBExtractor,
     RapidSpatialVerifier,
+    RatioMatcher,
+    RootSIFTExtractor,
+    SIFTExtractor,
+    SparseMatcher,
+    SuperPointExtractor,
     Verification,
     Verifier,
+    WeightsUnavailableError,
+    create_extractor,
+    create_matcher,
     create_verifier,
+    descriptor_distances,
     fit_fundamental,
     fit_homography,
-    fuse_scores,
+    image_fingerprint,
+    mutual_nearest_neighbours,
     rapid_spatial_score,
+    ratio_test,
+    root_sift,
+    vlad,
 )
+from vgloc.rerank.base import BaseReranker, PairScores, Prepared, RerankResult
+from vgloc.rerank.fusion import fuse_scores, order_by_scores
+from vgloc.rerank.local_features import LocalFeatureReranker, Reranker, RerankerSpec, parse_spec
+from vgloc.rerank.resolve import check_rerank_options, reranker_kind_for_spec, resolve_reranker
+from vgloc.rerank.run import CandidateScores, Reranked, rerank_predictions, score_candidates
+from vgloc.rerank.sweep import SweepPoint, check_sweep_ks, rerank_sweep, write_sweep
 from vgloc.rerank.visualize import draw_matches, save_match_figure, visualize_pair
 
 __all__ = [
@@ -75,8 +90,10 @@ __all__ = [
     "VERIFIERS",
     "AKAZEExtractor",
     "ALIKEDExtractor",
+    "BaseReranker",
     "CacheCorruptError",
     "CacheMismatchError",
+    "CandidateScores",
     "ClassicalVLAD",
     "Correspondences",
     "CountVerifier",
@@ -88,22 +105,29 @@ __all__ = [
     "LightGlueMatcher",
     "LoFTRMatcher",
     "LocalFeatureExtractor",
+    "LocalFeatureReranker",
     "LocalFeatures",
     "MNNMatcher",
     "MatchResult",
     "ORBExtractor",
+    "PairScores",
+    "Prepared",
     "RapidSpatialVerifier",
     "RatioMatcher",
     "RerankResult",
+    "Reranked",
     "Reranker",
     "RerankerSpec",
     "RootSIFTExtractor",
     "SIFTExtractor",
     "SparseMatcher",
     "SuperPointExtractor",
+    "SweepPoint",
     "Verification",
     "Verifier",
     "WeightsUnavailableError",
+    "check_rerank_options",
+    "check_sweep_ks",
     "create_extractor",
     "create_matcher",
     "create_verifier",
@@ -114,12 +138,18 @@ __all__ = [
     "fuse_scores",
     "image_fingerprint",
     "mutual_nearest_neighbours",
+    "order_by_scores",
     "parse_spec",
     "rapid_spatial_score",
     "ratio_test",
     "rerank_predictions",
+    "rerank_sweep",
+    "reranker_kind_for_spec",
+    "resolve_reranker",
     "root_sift",
     "save_match_figure",
+    "score_candidates",
     "visualize_pair",
     "vlad",
+    "write_sweep",
 ]

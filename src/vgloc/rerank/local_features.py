@@ -1,10 +1,12 @@
-"""Re-rank retrieved candidates by local-feature matching and geometric verification.
+"""The local-feature re-ranker: match local features, verify geometry, count inliers.
 
-A re-ranker is named by a spec string ``extractor+matcher+verifier``, e.g.
+Registered as ``"local"`` in :data:`vgloc.registry.RERANKERS`, and the fallback kind:
+a spec no other re-ranker claims is read as ``extractor+matcher+verifier``, e.g.
 ``rootsift+mnn+ransac``, ``sift+ratio+fundamental``, ``orb+mnn+rss``,
 ``disk+lightglue+ransac``; a detector-free matcher takes no extractor:
-``loftr+ransac``. The parts are looked up in :data:`EXTRACTORS`, :data:`MATCHERS`
-and :data:`VERIFIERS`; an unknown part raises an error listing close names.
+``loftr+ransac``. The parts are looked up in :data:`~vgloc.local.EXTRACTORS`,
+:data:`~vgloc.local.MATCHERS` and :data:`~vgloc.local.VERIFIERS`; an unknown part
+raises an error listing close names.
 
 Defaults follow To-Match-or-Not-to-Match / vismatch (PROTOCOLS 6.1-6.2): the top
 ``k=100`` candidates are re-ranked by their verification score (inlier count),
@@ -12,29 +14,34 @@ descending; the tail beyond ``k`` keeps its order. Ties keep the original rank
 order (a stable sort; To-Match's ``torch.sort`` leaves it unspecified).
 
 Fusion with the global similarity is off by default (To-Match sorts by inliers
-alone); ``fusion="zscore"`` or ``"linear"`` applies :func:`fuse_scores`.
+alone); ``fusion="zscore"`` or ``"linear"`` applies :func:`~vgloc.rerank.fusion.fuse_scores`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
+from vgloc.local.cache import CacheMismatchError, FeatureCache
+from vgloc.local.features import EXTRACTORS, LocalFeatureExtractor, LocalFeatures
+from vgloc.local.image import load_rgb
+from vgloc.local.matching import MATCHERS, Correspondences, DenseMatcher, SparseMatcher
+from vgloc.local.verify import VERIFIERS, Verification, Verifier
 from vgloc.registry import RERANKERS, Registry, UnknownNameError
-from vgloc.rerank._image import load_rgb
-from vgloc.rerank.cache import CacheMismatchError, FeatureCache
-from vgloc.rerank.features import EXTRACTORS, LocalFeatureExtractor, LocalFeatures
-from vgloc.rerank.matching import MATCHERS, Correspondences, DenseMatcher, SparseMatcher
-from vgloc.rerank.verify import VERIFIERS, Verification, Verifier, fuse_scores
+from vgloc.rerank.base import BaseReranker, ImagePath, PairScores, Prepared
+from vgloc.rerank.fusion import check_fusion
 
-__all__ = ["RerankResult", "Reranker", "RerankerSpec", "parse_spec", "rerank_predictions"]
+__all__ = ["LocalFeatureReranker", "Reranker", "RerankerSpec", "parse_spec"]
+
+log = logging.getLogger(__name__)
 
 _FORMAT_HINT = (
     "a re-ranker spec is 'extractor+matcher+verifier' (e.g. rootsift+mnn+ransac, sift+ratio+fundamental, "
@@ -128,37 +135,27 @@ def parse_spec(spec: str) -> RerankerSpec:
     raise ValueError(f"re-ranker spec {spec!r} has {len(tokens)} parts; {_FORMAT_HINT}")
 
 
-class RerankResult(NamedTuple):
-    """One query's re-ranking.
-
-    Attributes:
-        order: (K,) int64 permutation of the candidates, best first (indices into the
-            candidate list given).
-        scores: (K,) float64 ranking score of each candidate, in the GIVEN candidate order
-            (the fused score when fusion is on).
-        inliers: (K,) int64 inlier count of each candidate, in the given order.
-    """
-
-    order: np.ndarray
-    scores: np.ndarray
-    inliers: np.ndarray
-
-
-@RERANKERS.register("local", description="local features + matcher + geometric verification (spec string)")
-class Reranker:
-    """Local-feature re-ranker built from a spec string.
+@RERANKERS.register(
+    "local",
+    fallback=True,
+    description="local features + matcher + geometric verification: 'extractor+matcher+verifier'",
+)
+class LocalFeatureReranker(BaseReranker):
+    """Local-feature re-ranker: a pair's score is its verification score (inliers).
 
     Args:
-        spec: ``extractor+matcher+verifier`` (see :func:`parse_spec`).
+        spec: ``extractor+matcher+verifier`` as a string (parsed here, see
+            :func:`parse_spec`) or an already parsed :class:`RerankerSpec` (not parsed
+            again: that is how :func:`~vgloc.rerank.resolve_reranker` builds it).
         extractor_options: keyword arguments of the extractor (``max_keypoints``,
             ``resize``, ``weights``, ...).
         matcher_options: keyword arguments of the matcher (``ratio``, ``weights``, ...).
         verifier_options: keyword arguments of the verifier (``threshold``, ...).
-        cache: an HDF5 feature cache: a :class:`FeatureCache` for this extractor, or a
-            path (opened/created with this extractor's configuration). None keeps
-            features in memory only.
+        cache: an HDF5 feature cache: a :class:`~vgloc.local.FeatureCache` for this
+            extractor, or a path (opened/created with this extractor's configuration).
+            None keeps features in memory only.
         fusion: None (default: the local score alone), ``"zscore"`` or ``"linear"``
-            (see :func:`fuse_scores`); needs the global similarities.
+            (see :func:`~vgloc.rerank.fusion.fuse_scores`); needs the global similarities.
         fusion_weight: the weight of the global similarity in the fusion.
         memory_cache: how many images' features to keep in memory (LRU), in front of
             the HDF5 cache; 0 disables it.
@@ -167,13 +164,15 @@ class Reranker:
             usually seen once (its features are still read from the cache if there).
 
     Example:
-        >>> rr = Reranker("rootsift+mnn+ransac", cache="cache/rootsift.h5")
+        >>> rr = LocalFeatureReranker("rootsift+mnn+ransac", cache="cache/rootsift.h5")
         >>> order, scores, inliers = rr.rerank("q.jpg", ["a.jpg", "b.jpg"], np.array([0.8, 0.7]))
     """
 
+    kind = "local"
+
     def __init__(
         self,
-        spec: str,
+        spec: str | RerankerSpec,
         *,
         extractor_options: dict[str, Any] | None = None,
         matcher_options: dict[str, Any] | None = None,
@@ -184,11 +183,8 @@ class Reranker:
         memory_cache: int = 256,
         cache_queries: bool = False,
     ) -> None:
-        self.spec = parse_spec(spec)
-        if fusion not in (None, "zscore", "linear"):
-            raise ValueError(f"fusion must be None, 'zscore' or 'linear', got {fusion!r}")
-        if fusion == "zscore" and not 0.0 <= fusion_weight <= 1.0:
-            raise ValueError(f"zscore fusion weight must be in [0, 1], got {fusion_weight}")
+        self.spec: RerankerSpec = spec if isinstance(spec, RerankerSpec) else parse_spec(spec)
+        check_fusion(fusion, fusion_weight)
         self.fusion = fusion
         self.fusion_weight = float(fusion_weight)
         self.extractor: LocalFeatureExtractor | None = None
@@ -214,6 +210,19 @@ class Reranker:
         self.memory_cache = int(memory_cache)
         self.cache_queries = bool(cache_queries)
         self._memory: OrderedDict[str, LocalFeatures] = OrderedDict()
+        # The LRU limit before prepare() raised it, restored by release().
+        self._memory_limit_before: int | None = None
+
+    # -- the resolver's class methods ----------------------------------------------------
+    @classmethod
+    def check_spec(cls, spec: str) -> None:
+        """Validate ``extractor+matcher+verifier`` without building anything (see :func:`parse_spec`)."""
+        parse_spec(spec)
+
+    @classmethod
+    def from_spec(cls, spec: str, cache: Any = None, **options: Any) -> LocalFeatureReranker:
+        """Parse ``spec`` once and build the re-ranker (``options``: the constructor's keywords)."""
+        return cls(parse_spec(spec), cache=cache, **options)
 
     def _open_cache(self, cache: FeatureCache | str | os.PathLike[str] | None) -> FeatureCache | None:
         if cache is None:
@@ -234,17 +243,14 @@ class Reranker:
         if self.cache is not None and self._own_cache:
             self.cache.close()
 
-    def __enter__(self) -> Reranker:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
-        return f"Reranker({str(self.spec)!r}, extractor={self.extractor!r}, matcher={self.matcher!r}, verifier={self.verifier!r})"
+        return (
+            f"{type(self).__name__}({str(self.spec)!r}, extractor={self.extractor!r}, "
+            f"matcher={self.matcher!r}, verifier={self.verifier!r})"
+        )
 
     # -- per image / per pair ----------------------------------------------------------
-    def features(self, path: str | os.PathLike[str], *, store: bool = True) -> LocalFeatures:
+    def features(self, path: ImagePath, *, store: bool = True) -> LocalFeatures:
         """The local features of an image (memory LRU, then the HDF5 cache, then extraction).
 
         Args:
@@ -274,9 +280,7 @@ class Reranker:
                 self._memory.popitem(last=False)
         return feats
 
-    def correspondences(
-        self, query_path: str | os.PathLike[str], candidate_path: str | os.PathLike[str]
-    ) -> Correspondences:
+    def correspondences(self, query_path: ImagePath, candidate_path: ImagePath) -> Correspondences:
         """Match a query image (image 0) with a candidate (image 1)."""
         if isinstance(self.matcher, DenseMatcher):
             return self.matcher.match_images(load_rgb(query_path), load_rgb(candidate_path))
@@ -284,7 +288,7 @@ class Reranker:
         return self.matcher.correspondences(query, self.features(candidate_path))
 
     def verify_pair(
-        self, query_path: str | os.PathLike[str], candidate_path: str | os.PathLike[str]
+        self, query_path: ImagePath, candidate_path: ImagePath
     ) -> tuple[Correspondences, Verification]:
         """Match and verify one query-candidate pair.
 
@@ -294,157 +298,100 @@ class Reranker:
         corr = self.correspondences(query_path, candidate_path)
         return corr, self.verifier.verify(corr)
 
-    # -- per query ----------------------------------------------------------------------
-    def rerank(
-        self,
-        query_path: str | os.PathLike[str],
-        candidate_paths: Sequence[str | os.PathLike[str]],
-        global_sims: np.ndarray | Sequence[float] | None = None,
-    ) -> RerankResult:
-        """Re-rank one query's candidates.
+    # -- the contract ---------------------------------------------------------------------
+    def score(self, query: ImagePath, candidates: Sequence[ImagePath]) -> PairScores:
+        """Match and verify the query against each candidate, timing each pair.
 
         Args:
-            query_path: the query image.
-            candidate_paths: the K candidates, in their retrieval order.
-            global_sims: (K,) global similarities (higher = more similar); needed only
-                for fusion.
+            query: the query image.
+            candidates: the K candidate images.
 
         Returns:
-            ``(order, scores, inliers)``: the new order (a permutation of ``range(K)``,
-            best first, ties in the given order) and, per candidate in the given order,
-            the ranking score and the inlier count. Shape: (K,) each.
+            (K,) verification scores, (K,) inlier counts and (K,) ms per pair, in the
+            candidates' order. A pair's time covers matching and verification, plus the
+            extraction of any features not yet in memory or in the cache.
         """
-        k = len(candidate_paths)
-        sims = None
-        if global_sims is not None:
-            sims = np.asarray(global_sims, np.float64).reshape(-1)
-            if len(sims) != k:
-                raise ValueError(f"{k} candidates but {len(sims)} global similarities")
-        if self.fusion is not None and sims is None:
-            raise ValueError(f"fusion={self.fusion!r} needs the global similarities (global_sims)")
-        local = np.zeros(k, np.float64)
+        k = len(candidates)
+        scores = np.zeros(k, np.float64)
         inliers = np.zeros(k, np.int64)
-        for i, cand in enumerate(candidate_paths):
-            _, ver = self.verify_pair(query_path, cand)
-            local[i] = ver.score
+        ms = np.zeros(k, np.float64)
+        for i, cand in enumerate(candidates):
+            t0 = time.perf_counter()
+            _, ver = self.verify_pair(query, cand)
+            ms[i] = 1000.0 * (time.perf_counter() - t0)
+            scores[i] = ver.score
             inliers[i] = ver.num_inliers
-        scores = local if self.fusion is None else fuse_scores(local, sims, self.fusion, self.fusion_weight)  # type: ignore[arg-type]
-        order = np.argsort(-scores, kind="stable").astype(np.int64)
-        return RerankResult(order, scores, inliers)
+        return PairScores(scores, inliers, ms)
 
+    def prepare_query(self, query: ImagePath) -> None:
+        """Extract (or read) the query's features, so pair times are matching and verification."""
+        if self.extractor is not None:
+            self.features(query, store=self.cache_queries)
 
-def rerank_predictions(
-    query_paths: Sequence[str | os.PathLike[str]],
-    database_paths: Sequence[str | os.PathLike[str]],
-    predictions: np.ndarray,
-    similarities: np.ndarray | None = None,
-    spec: str | Reranker = "rootsift+mnn+ransac",
-    k: int = 100,
-    cache: FeatureCache | str | os.PathLike[str] | None = None,
-    *,
-    progress: bool = False,
-    **reranker_options: Any,
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Re-rank the top-``k`` retrieved database images of every query.
+    def prepare(
+        self,
+        database: Sequence[Path],
+        *,
+        num_queries: int,
+        memory_budget_mb: float,
+        progress: bool = False,
+    ) -> Prepared:
+        """Have the database candidates' features ready before the loop times queries.
 
-    Args:
-        query_paths: Q query images.
-        database_paths: the database images that ``predictions`` index.
-        predictions: (Q, K) int database indices, best first (-1 marks an empty slot,
-            which stays at the end).
-        similarities: (Q, K) global similarities aligned with ``predictions`` (higher is
-            more similar; pass ``-distance`` for L2 distances); needed only for fusion.
-        spec: a spec string or a built :class:`Reranker`.
-        k: how many leading candidates to re-rank (100, as To-Match and Patch-NetVLAD);
-            columns beyond ``k`` keep their order.
-        cache: an HDF5 feature cache (path or :class:`FeatureCache`), when ``spec`` is a string.
-        progress: show a progress bar.
-        **reranker_options: more :class:`Reranker` arguments when ``spec`` is a string
-            (``extractor_options``, ``fusion``, ...).
+        When all of them (and the queries) fit in ``memory_budget_mb``, the memory LRU is
+        raised to hold them for the run (:meth:`release` lowers it again); otherwise they
+        are written to the HDF5 cache and read back per pair. With neither room nor a
+        cache nothing is prepared: features are extracted on the fly and counted in the
+        time per query (a warning says so).
 
-    Returns:
-        ``(new_predictions, scores, ms_per_query)``: (Q, K) int64 re-ordered indices;
-        (Q, K) float64 ranking scores aligned with them (NaN beyond ``k`` and for empty
-        slots); the mean wall time per query in milliseconds (feature extraction of
-        uncached images included).
-    """
-    preds, sims = check_predictions(query_paths, database_paths, predictions, similarities)
-    q, kk = preds.shape
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-
-    own = isinstance(spec, str)
-    if isinstance(spec, Reranker):
-        if cache is not None or reranker_options:
-            raise ValueError("pass the cache and options to the Reranker itself when giving a built one")
-        reranker = spec
-    elif own:
-        reranker = Reranker(spec, cache=cache, **reranker_options)
-    else:
-        raise TypeError(f"spec must be a spec string or a Reranker, got {type(spec).__name__}")
-    new = preds.astype(np.int64).copy()
-    scores = np.full((q, kk), np.nan)
-    times = []
-    try:
-        from threadpoolctl import threadpool_limits
+        Returns:
+            (images prepared, ms per image); (0, NaN) when nothing was prepared.
+        """
+        self._memory_limit_before = self.memory_cache
+        if self.extractor is None or not database:
+            return Prepared()
         from tqdm import tqdm
 
-        # Per-pair matmuls are tiny: multithreaded BLAS only adds synchronisation (see pipeline.py).
-        with threadpool_limits(limits=1, user_api="blas"):
-            for qi in tqdm(range(q), desc=f"re-ranking ({reranker.spec})", disable=not progress):
-                head = new[qi, : min(k, kk)].copy()
-                valid = np.flatnonzero(head >= 0)
-                t0 = time.perf_counter()
-                res = reranker.rerank(
-                    Path(query_paths[qi]),
-                    [Path(database_paths[j]) for j in head[valid]],
-                    None if sims is None else sims[qi, valid],
-                )
-                times.append(time.perf_counter() - t0)
-                reordered = valid[res.order]
-                empty = np.flatnonzero(head < 0)
-                new[qi, : len(head)] = np.concatenate([head[reordered], head[empty]])
-                scores[qi, : len(valid)] = res.scores[res.order]
-    finally:
-        if own:
-            reranker.close()
-    return new, scores, float(1000.0 * np.mean(times)) if times else 0.0
+        t0 = time.perf_counter()
+        first = self.features(database[0])
+        # A generous per-image estimate (keypoint counts vary) decides whether all fit in memory.
+        per_image = max(1, int(1.5 * _features_nbytes(first)))
+        capacity = int(memory_budget_mb * 2**20 // per_image)
+        room = len(database) + num_queries + 1
+        if room <= capacity:
+            # The queries enter the LRU too: with room for them, no database image is evicted
+            # (and extracted again inside the timed loop) by a later query.
+            self.memory_cache = max(self.memory_cache, room)
+        elif self.cache is None:
+            log.warning(
+                "the features of %d database candidates and %d queries do not fit in %.0f MB and there "
+                "is no HDF5 feature cache: database features are extracted on the fly and counted in "
+                "the time per query (pass a cache file to prepare them once)",
+                len(database),
+                num_queries,
+                memory_budget_mb,
+            )
+            return Prepared()
+        for p in tqdm(database[1:], desc=f"{self.spec.extractor} database features", disable=not progress):
+            self.features(p)
+        return Prepared(len(database), 1000.0 * (time.perf_counter() - t0) / len(database))
+
+    def release(self) -> None:
+        """Lower the memory LRU back to its limit before :meth:`prepare`, dropping the oldest."""
+        if self._memory_limit_before is None:
+            return
+        self.memory_cache = self._memory_limit_before
+        self._memory_limit_before = None
+        while len(self._memory) > max(self.memory_cache, 0):
+            self._memory.popitem(last=False)
 
 
-def check_predictions(
-    query_paths: Sequence[Any],
-    database_paths: Sequence[Any],
-    predictions: np.ndarray,
-    similarities: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Validate a retrieval result before re-ranking it.
+def _features_nbytes(feats: LocalFeatures) -> int:
+    return int(
+        sum(getattr(feats, f).nbytes for f in ("keypoints", "descriptors", "scores", "scales", "oris"))
+    )
 
-    Args:
-        query_paths: Q query images.
-        database_paths: M database images.
-        predictions: (Q, K) database indices, -1 for empty slots.
-        similarities: (Q, K) global similarities, or None.
 
-    Returns:
-        ``(predictions, similarities)`` as arrays (similarities as float64, or None).
-
-    Raises:
-        ValueError: naming what does not fit.
-    """
-    preds = np.asarray(predictions)
-    if preds.ndim != 2 or not np.issubdtype(preds.dtype, np.integer):
-        raise ValueError(f"predictions must be a (Q, K) integer array, got {preds.dtype} {preds.shape}")
-    if len(query_paths) != preds.shape[0]:
-        raise ValueError(f"{len(query_paths)} query paths but {preds.shape[0]} prediction rows")
-    if preds.size and preds.max() >= len(database_paths):
-        raise ValueError(
-            f"predictions index database image {preds.max()} but there are {len(database_paths)}"
-        )
-    if preds.size and preds.min() < -1:
-        raise ValueError(f"predictions hold {preds.min()}; only -1 may mark an empty slot")
-    sims = None
-    if similarities is not None:
-        sims = np.asarray(similarities, np.float64)
-        if sims.shape != preds.shape:
-            raise ValueError(f"similarities {sims.shape} and predictions {preds.shape} differ in shape")
-    return preds, sims
+#: The name this class had before re-rankers had a contract; ``Reranker(spec, cache=...)``
+#: keeps working. New code resolves specs with :func:`vgloc.rerank.resolve_reranker`.
+Reranker = LocalFeatureReranker

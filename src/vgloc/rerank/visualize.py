@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from vgloc.io import atomic_path
-from vgloc.rerank._image import load_rgb
+from vgloc.local.image import load_rgb
 
 __all__ = ["INLIER_COLOUR", "OUTLIER_COLOUR", "draw_matches", "save_match_figure", "visualize_pair"]
 
@@ -121,16 +121,26 @@ def visualize_pair(
         query_path: the query image.
         candidate_path: the candidate image.
         out_path: the output ``.png``.
-        reranker: a :class:`~vgloc.rerank.Reranker` or a spec string.
+        reranker: a :class:`~vgloc.rerank.LocalFeatureReranker` or a spec string (it
+            must draw point correspondences, which only local-feature re-rankers have).
         **draw_options: passed to :func:`draw_matches` (``height``, ``max_outliers``).
 
     Returns:
-        The PNG path and the :class:`~vgloc.rerank.Verification`.
+        The PNG path and the :class:`~vgloc.local.Verification`.
     """
-    from vgloc.rerank.reranker import Reranker
+    from vgloc.rerank.local_features import LocalFeatureReranker
+    from vgloc.rerank.resolve import resolve_reranker
 
-    rr = Reranker(reranker) if isinstance(reranker, str) else reranker
-    corr, ver = rr.verify_pair(query_path, candidate_path)
+    rr = resolve_reranker(reranker)
+    try:
+        if not isinstance(rr, LocalFeatureReranker):
+            raise TypeError(
+                f"{rr.spec!s} has no point correspondences to draw: use a local-feature re-ranker"
+            )
+        corr, ver = rr.verify_pair(query_path, candidate_path)
+    finally:
+        if rr is not reranker:
+            rr.close()
     title = draw_options.pop("title", None) or (
         f"{rr.spec}: {ver.num_inliers} inliers / {len(corr)} matches, score {ver.score:.4g}"
     )
