@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 
 
 class Reranked(NamedTuple):
-    """Candidates re-ordered by local verification.
+    """Candidates re-ordered by a re-ranker's scores (:meth:`CandidateScores.rerank`).
 
     Attributes:
         predictions: (Q, W) int64 database indices, best first: the first ``k``
@@ -80,25 +80,28 @@ class Reranked(NamedTuple):
 
 @dataclass
 class CandidateScores:
-    """Local verification of each query's leading candidates, kept in retrieval order.
+    """A re-ranker's scores of each query's leading candidates, kept in retrieval order.
 
     Built by :func:`score_candidates`; :meth:`rerank` turns it into a new order for
     any ``K <= k``.
 
     Attributes:
-        spec: the re-ranker spec that scored the pairs.
+        spec: the canonical spec of the re-ranker that scored the pairs.
         predictions: (Q, W) int64 retrieved database indices, best first (-1 = empty).
         similarities: (Q, W) float64 global similarities aligned with ``predictions``, or None.
         k: how many leading columns were scored (``k <= W``).
-        local: (Q, k) float64 local verification score of each pair (NaN for empty slots).
-        inliers: (Q, k) int64 inlier count of each pair (-1 for empty slots).
-        pair_ms: (Q, k) float64 time to match and verify each pair in ms (NaN for empty slots).
-        query_ms: (Q,) float64 time to extract each query's features in ms (0 for a
-            detector-free matcher, which has no separate extraction).
-        database_images: how many distinct database images had features prepared
-            before timing started.
-        database_ms_per_image: mean time to prepare one of them (extract, or read from
-            the HDF5 cache), ms; NaN when none were prepared up front.
+        local: (Q, k) float64 score of each pair (for the local-feature re-ranker, its
+            verification score); NaN for empty slots.
+        inliers: (Q, k) int64 inlier count of each pair (-1 for empty slots, and where
+            the re-ranker counts none).
+        pair_ms: (Q, k) float64 time to score each pair in ms (match and verify, for the
+            local-feature re-ranker); NaN for empty slots.
+        query_ms: (Q,) float64 time of the re-ranker's per-query preparation in ms (the
+            query's feature extraction; next to nothing for a detector-free matcher).
+        database_images: how many distinct database images were prepared (their
+            features extracted or read) before timing started.
+        database_ms_per_image: mean time to prepare one of them, ms; NaN when none were
+            prepared up front.
         fusion: None (local score alone), ``"zscore"`` or ``"linear"`` (see
             :func:`~vgloc.rerank.fuse_scores`); applied per query over the re-ordered head.
         fusion_weight: the weight of the global similarity in the fusion.
