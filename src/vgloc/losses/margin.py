@@ -1,7 +1,7 @@
 """Margin-based classification heads: CosFace, ArcFace and SphereFace in one general form.
 
 CosPlace-style training turns place recognition into classification over geo-cells
-(see :mod:`vgloc.training.groups`): a head holds one L2-normalised weight vector per
+(see :mod:`vgloc.training.methods.cosplace.groups`): a head holds one L2-normalised weight vector per
 class and penalises the angle ``theta`` between a descriptor and its class weight.
 All three classic losses are special cases of one target-class logit
 (the "combined margin" of InsightFace)::

@@ -1,7 +1,7 @@
 """Ranking losses on mined tuples: triplet, soft-margin triplet, multi-positive soft, contrastive.
 
 Every loss here takes the same input, the output of a miner such as
-:class:`vgloc.training.mining.TripletMiner`:
+:class:`vgloc.training.methods.triplet.mining.TripletMiner`:
 
 * ``query``: ``(B, D)`` descriptors,
 * ``positives``: ``(B, P, D)`` (a ``(B, D)`` tensor is read as ``P = 1``),

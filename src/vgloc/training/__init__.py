@@ -1,20 +1,27 @@
-"""Training: VG-benchmark triplets and CosPlace classification, with shared infrastructure.
+"""Training: registered methods (VG-benchmark triplets, CosPlace) on shared infrastructure, with add-ons.
 
 Submodules (import them directly; this package imports nothing heavy itself, so
 importing it stays cheap):
 
-- :mod:`~vgloc.training.groups`: CosPlace classes and groups.
-- :mod:`~vgloc.training.mining`: VG-benchmark triplet mining.
-- :mod:`~vgloc.training.triplet`: the triplet training loop (:func:`train_triplet`).
-- :mod:`~vgloc.training.cosplace`: the CosPlace training loop (:func:`train_cosplace`).
+- :mod:`~vgloc.training.methods`: the methods, each registered in
+  :data:`vgloc.registry.TRAINING_METHODS` with its trainer, config section, preset(s)
+  and help (:mod:`~vgloc.training.methods.triplet`,
+  :mod:`~vgloc.training.methods.cosplace`).
+- :mod:`~vgloc.training.addons`: add-ons plugged into every trainer through hooks
+  (:mod:`~vgloc.training.addons.snapshots`).
 - :mod:`~vgloc.training.engine`: the shared loop (validation, model selection, early
-  stopping, checkpoints, exact resume, mixed precision, non-finite-loss check).
+  stopping, checkpoints, exact resume, mixed precision, non-finite-loss check), with
+  :mod:`~vgloc.training.steps`, :mod:`~vgloc.training.records`,
+  :mod:`~vgloc.training.state`, :mod:`~vgloc.training.setup`,
+  :mod:`~vgloc.training.data` and :mod:`~vgloc.training.adapt` (settings that follow
+  the data).
 - :mod:`~vgloc.training.checkpoint`, :mod:`~vgloc.training.optim`,
   :mod:`~vgloc.training.augment`, :mod:`~vgloc.training.metrics`,
   :mod:`~vgloc.training.validation`, :mod:`~vgloc.training.distributed` (DDP under
-  torchrun), :mod:`~vgloc.training.cli` (``vgloc train``).
+  torchrun).
 
-The configuration lives in :mod:`vgloc.config`.
+The configuration lives in :mod:`vgloc.config`; the ``vgloc train`` command in
+:mod:`vgloc.cli.train`.
 
 Example:
     >>> from vgloc.config import resolve_config
@@ -56,14 +63,12 @@ def train(
         vgloc.training.checkpoint.CheckpointMismatchError: ``resume`` does not fit.
         vgloc.training.engine.NonFiniteLossError: The loss became NaN/inf.
     """
-    if config.method == "triplet":
-        from vgloc.training.triplet import train_triplet
+    from vgloc.training.methods import get_method
 
-        return train_triplet(config, run_dir=run_dir, resume=resume)
-    if config.method == "cosplace":
-        from vgloc.training.cosplace import train_cosplace
+    try:
+        method = get_method(config.method)
+    except KeyError as err:  # UnknownNameError: the message lists the registered methods
+        from vgloc.config import ConfigError
 
-        return train_cosplace(config, run_dir=run_dir, resume=resume)
-    from vgloc.config import ConfigError
-
-    raise ConfigError(f"unknown training method {config.method!r}; choose triplet or cosplace")
+        raise ConfigError(str(err)) from None
+    return method.train(config, run_dir=run_dir, resume=resume)

@@ -11,13 +11,14 @@ A run folder holds:
 A training checkpoint is a dict of plain types and tensors::
 
     {"format": "vgloc-train-checkpoint", "format_version": 1, "vgloc_version": str,
-     "method": "triplet" | "cosplace", "config": {...resolved TrainConfig...},
+     "method": a registered method name, "config": {...resolved TrainConfig...},
      "model_spec": str, "model": state_dict,
      "optimizer": state_dict, "scheduler": state_dict | None, "scaler": state_dict | None,
      "epoch": completed epochs, "epoch_step": steps done in the current epoch,
      "global_step": int, "best": {...}, "history": [per-epoch metrics],
      "rng": [per rank: {"python", "numpy", "torch", "cuda"}],
-     "method_state": {... miner / classifiers / current refresh ...}}
+     "method_state": {... miner / classifiers / current refresh ...},
+     "addons": {add-on name: its state_dict()}}
 
 Files are written atomically (:func:`vgloc.io.atomic_path`): a crash leaves the
 previous checkpoint intact. RNG states are stored as lists and tensors so that
@@ -37,6 +38,7 @@ import torch
 
 from vgloc._version import __version__
 from vgloc.config import TrainConfig, config_diff
+from vgloc.config.values import flatten
 from vgloc.io import atomic_path
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "load_training_checkpoint",
     "resolve_resume_path",
     "restore_rng_state",
+    "resumable_keys",
     "save_training_checkpoint",
 ]
 
@@ -68,6 +71,8 @@ RESUMABLE_KEYS: tuple[str, ...] = (
     "data.validate_images",
     "validation.batch_size",
     "validation.before_training",
+    # The adapted values themselves are in the checkpoint's config and compared like any other.
+    "data.adapt",
 )
 
 
@@ -206,15 +211,25 @@ def _resumable(key: str, allowed: Sequence[str]) -> bool:
     return any(key == a or (a.endswith(".") and key.startswith(a)) for a in allowed)
 
 
+def resumable_keys() -> tuple[str, ...]:
+    """:data:`RESUMABLE_KEYS` plus the sections of add-ons registered as resumable (``snapshots.``)."""
+    from vgloc.training.addons import addon_names, get_addon
+
+    return RESUMABLE_KEYS + tuple(f"{n}." for n in addon_names() if get_addon(n).resumable)
+
+
 def check_resume_config(
-    checkpoint: Mapping[str, Any], config: TrainConfig, *, allowed: Sequence[str] = RESUMABLE_KEYS
+    checkpoint: Mapping[str, Any], config: TrainConfig, *, allowed: Sequence[str] | None = None
 ) -> list[tuple[str, Any, Any]]:
     """Refuse to continue a run under a different recipe.
+
+    A key the checkpoint does not have (it was written before the key existed) is no
+    difference when the new value is the key's default.
 
     Args:
         checkpoint: From :func:`load_training_checkpoint`.
         config: The configuration of the run that wants to continue it.
-        allowed: Keys that may differ (see :data:`RESUMABLE_KEYS`).
+        allowed: Keys that may differ; default :func:`resumable_keys`.
 
     Returns:
         The allowed differences ``(key, checkpoint value, new value)`` (to log).
@@ -230,7 +245,12 @@ def check_resume_config(
         raise CheckpointMismatchError(
             f"the checkpoint is a {stored.get('method')!r} run; it cannot be resumed as {config.method!r}"
         )
-    diffs = config_diff(stored, config)
+    if allowed is None:
+        allowed = resumable_keys()
+    defaults = dict(flatten(TrainConfig().to_dict()))
+    diffs = [
+        d for d in config_diff(stored, config) if not (d[1] == "<missing>" and defaults.get(d[0], d) == d[2])
+    ]
     bad = [d for d in diffs if not _resumable(d[0], allowed)]
     if bad:
         listing = "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, a, b in bad)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vgloc.data.records import GeoImageSet
-from vgloc.training.groups import (
+from vgloc.training.methods.cosplace.groups import (
     ClassGroup,
     ClassImageSampler,
     build_cosplace_groups,

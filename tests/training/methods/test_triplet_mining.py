@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-from vgloc.training.mining import MiningPlan, TripletMiner
+from vgloc.training.methods.triplet.mining import MiningPlan, TripletMiner
 
 
 def _unit(angles: np.ndarray | list[float]) -> np.ndarray:
@@ -61,7 +61,7 @@ def test_random_mode_by_hand() -> None:
 def test_queries_without_hard_positive_are_excluded_with_a_logged_count(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="vgloc.training.mining"):
+    with caplog.at_level(logging.WARNING, logger="vgloc.training.methods.triplet.mining"):
         miner = _hand_miner()
     assert "1 of 3 queries" in caplog.text
     assert miner.trainable_query_ids.tolist() == [0, 1]

@@ -2,7 +2,7 @@
 
 The training database is cut into classes (UTM cell of ``M`` metres x heading
 sector of ``alpha`` degrees) and the classes into groups whose members are far
-apart (:func:`~vgloc.training.groups.build_cosplace_groups`; headings come from the
+apart (:func:`~vgloc.training.methods.cosplace.groups.build_cosplace_groups`; headings come from the
 file names). Each group has its own classifier, a :class:`~vgloc.losses.MarginHead`
 (``cosface`` s=30 m=0.4 by default, CP cosface_loss.py:24-38) with its own Adam
 optimizer (lr 0.01, CP train.py:53); the descriptor network has Adam lr 1e-5.
@@ -17,6 +17,9 @@ RandomResizedCrop(scale [0.5, 1]) (CP train.py:85-94). After each epoch the mode
 validated; the best by val R@1 is kept, without early stopping (CP train.py:154-176).
 Only the current group's classifier and optimizer state live on the device, as in
 CosPlace.
+
+On data too small for these cells and groups (e.g. the synthetic city) the settings
+the user did not set adapt to it (:mod:`.adapt`, ``data.adapt``), with a log line.
 
 Deviations: augmentation runs per image in the DataLoader (CosPlace: on the GPU);
 training images are resized to ``data.image_size`` (CosPlace requires 512x512 files);
@@ -38,9 +41,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from vgloc.config import ConfigError, TrainConfig
 from vgloc.losses.margin import MarginHead
+from vgloc.training.adapt import AdaptationPlan
 from vgloc.training.augment import ImageLoader, TrainAugment
-from vgloc.training.engine import Trainer, TrainResult, load_train_split, load_val_split
-from vgloc.training.groups import ClassGroup, build_cosplace_groups
+from vgloc.training.engine import Trainer, TrainResult
+from vgloc.training.methods.cosplace.adapt import plan_cosplace
+from vgloc.training.methods.cosplace.groups import ClassGroup, build_cosplace_groups
 from vgloc.training.optim import build_optimizer, optimizer_to
 
 __all__ = ["CosPlaceBatches", "CosPlaceTrainer", "train_cosplace"]
@@ -156,12 +161,14 @@ class CosPlaceTrainer(Trainer):
         self.classifier_optimizers: list[torch.optim.Optimizer] = []
         self._current = -1
 
+    def adapt_to_data(self) -> AdaptationPlan:
+        """Cells, groups, batch and epoch length for this database (:func:`.adapt.plan_cosplace`)."""
+        return plan_cosplace(self.cfg, self.train_split.database, self.dist.world_size)
+
     def prepare_data(self) -> None:
         """Build classes and groups from the train database and check they can be trained on."""
         cfg, c = self.cfg, self.cfg.cosplace
-        train = load_train_split(cfg)
-        self.database = train.database
-        self.val_split = load_val_split(cfg)
+        self.database = self.train_split.database
         try:
             self.groups = build_cosplace_groups(
                 self.database,
@@ -262,7 +269,7 @@ class CosPlaceTrainer(Trainer):
             y = labels.to(self.device, non_blocking=True)
 
             def compute_loss(x: Tensor = x, y: Tensor = y) -> Tensor:
-                return head.loss(self.net(x).float(), y)
+                return head.loss(self.forward(x, labels=y).float(), y)
 
             loss = self.optimizer_step(compute_loss, optimizers=optimizers, average=params)
             self.after_step(epoch, loss, images=c.batch_size)

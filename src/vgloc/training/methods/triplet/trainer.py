@@ -4,7 +4,7 @@ An epoch is ``queries_per_epoch`` (5000) queries in ``queries_per_epoch /
 cache_refresh_rate`` (5) cache refreshes. Each refresh:
 
 1. samples ``cache_refresh_rate`` (1000) training queries without replacement, and
-   the random database candidates of the mining mode (:class:`~vgloc.training.mining.TripletMiner`);
+   the random database candidates of the mining mode (:class:`~vgloc.training.methods.triplet.mining.TripletMiner`);
 2. computes, with the current model in inference mode, descriptors of exactly the
    images the miner needs (the sampled queries, their hard positives, the candidates);
 3. mines one tuple per query: the best positive (nearest hard positive in descriptor
@@ -22,9 +22,12 @@ ResNet layers before ``layer3`` are frozen (VGB network.py:118-129) unless
 (database and queries, 500 x 100 local descriptors, PROTOCOLS 1.3) when the run is
 neither resumed nor started from weights.
 
+On data with fewer trainable queries than one refresh, the refresh and the epoch
+shrink to fit (:mod:`.adapt`, ``data.adapt``).
+
 Deviations: the cache and the validation use ``data.image_size`` (VGB: 480x640 for
 both by default, so the same); mining draws come from the miner's own seeded
-generator (see :mod:`vgloc.training.mining`).
+generator (see :mod:`vgloc.training.methods.triplet.mining`).
 """
 
 from __future__ import annotations
@@ -42,17 +45,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from vgloc.config import AugmentConfig, ConfigError, TrainConfig
 from vgloc.data.records import GeoImageSet
+from vgloc.training.adapt import AdaptationPlan
 from vgloc.training.augment import ImageLoader, TrainAugment
+from vgloc.training.data import EvalImageDataset, sample_seeds
 from vgloc.training.distributed import all_gather_object
-from vgloc.training.engine import (
-    EvalImageDataset,
-    Trainer,
-    TrainResult,
-    load_train_split,
-    load_val_split,
-    sample_seeds,
-)
-from vgloc.training.mining import TripletMiner
+from vgloc.training.engine import Trainer, TrainResult
+from vgloc.training.methods.triplet.adapt import plan_triplet
+from vgloc.training.methods.triplet.mining import TripletMiner
 
 __all__ = ["TripletDataset", "TripletTrainer", "train_triplet"]
 
@@ -146,12 +145,10 @@ class TripletTrainer(Trainer):
         self.tuples_key: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------ data
-    def prepare_data(self) -> None:
-        """Load the train/val splits, build the miner and check everything can be mined."""
-        from vgloc.losses import create_triplet_loss
-
-        cfg, t = self.cfg, self.cfg.triplet
-        train = load_train_split(cfg)
+    def load_data(self) -> None:
+        """Load the splits and the training queries (``data.train_queries``), and build the miner."""
+        super().load_data()
+        cfg, t, train = self.cfg, self.cfg.triplet, self.train_split
         missing = [d for d in cfg.data.train_queries if d not in train.queries]
         if missing:
             raise ConfigError(
@@ -161,7 +158,8 @@ class TripletTrainer(Trainer):
         self.queries = concat_image_sets(
             [train.queries[d] for d in cfg.data.train_queries], "training queries"
         )
-        self.val_split = load_val_split(cfg)
+        # Built now (no random draw happens before the first refresh): its positives are what
+        # the adaptation counts, and nothing it depends on is adapted.
         try:
             self.miner = TripletMiner(
                 self.database.utm,
@@ -176,6 +174,18 @@ class TripletTrainer(Trainer):
             )
         except ValueError as err:
             raise ConfigError(f"cannot mine triplets on {train.root} [{train.split}]: {err}") from err
+
+    def adapt_to_data(self) -> AdaptationPlan:
+        """The cache refresh and the epoch for the trainable queries (:func:`.adapt.plan_triplet`)."""
+        return plan_triplet(
+            self.cfg, len(self.miner.trainable_query_ids), len(self.queries), self.dist.world_size
+        )
+
+    def prepare_data(self) -> None:
+        """Check everything can be mined with the final settings; build the loss and the image loaders."""
+        from vgloc.losses import create_triplet_loss
+
+        cfg, t = self.cfg, self.cfg.triplet
         n_ok = len(self.miner.trainable_query_ids)
         if t.cache_refresh_rate > n_ok:
             raise ConfigError(
@@ -357,7 +367,7 @@ class TripletTrainer(Trainer):
             x = self.to_device(images.flatten(0, 1))
 
             def compute_loss(x: Tensor = x) -> Tensor:
-                desc = self.net(x).float().view(b, k, -1)
+                desc = self.forward(x).float().view(b, k, -1)
                 return self.loss_fn(desc[:, 0], desc[:, 1:2], desc[:, 2:])
 
             loss = self.optimizer_step(compute_loss, optimizers=[self.optimizer])
