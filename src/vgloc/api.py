@@ -23,7 +23,7 @@ import numpy as np
 
 from vgloc.describers import DEFAULT_IMAGE_SIZE, Describer, ExtractionOptions, resolve_describer
 from vgloc.evaluation import DomainResult, EvalResult, RerankedDomain, evaluate
-from vgloc.localizer import Localizer, build_index
+from vgloc.localizer import Localizer, build_index, check_photo_files
 from vgloc.predict import DEFAULT_KDE, KDEParams, Prediction
 
 if TYPE_CHECKING:
@@ -86,7 +86,8 @@ def locate(
     Returns:
         One :class:`~vgloc.predict.Prediction` per photo, in order.
     """
-    # Arguments are checked by the Localizer before the index and the network load.
+    # Photos are checked first, then the settings by the Localizer, before anything heavy loads.
+    check_photo_files(photos)
     with Localizer.load(
         index,
         model=model,

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from vgloc.index import GeoIndex
     from vgloc.rerank.cache import FeatureCache
 
-__all__ = ["Localizer", "build_index", "default_search_params"]
+__all__ = ["Localizer", "build_index", "check_photo_files", "default_search_params"]
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,26 @@ def build_index(
         index.save(out, extra_files=state.files)
         log.info("wrote index of %d images to %s", len(image_set), out)
     return index
+
+
+def check_photo_files(photos: Sequence[ImageInput]) -> list[Path]:
+    """Check that every photo given as a path exists and decodes; returns those paths.
+
+    Raises:
+        FileNotFoundError: naming every missing file.
+        DataError: naming every file that cannot be decoded.
+    """
+    from vgloc.data.images import is_path_input
+
+    paths = [Path(p) for p in photos if is_path_input(p)]  # type: ignore[arg-type]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"photo(s) not found: {', '.join(missing)}")
+    if paths:
+        from vgloc.data.validation import validate_images
+
+        validate_images(paths, progress=False)
+    return paths
 
 
 class Localizer:
@@ -236,20 +256,13 @@ class Localizer:
         Returns:
             N :class:`~vgloc.predict.Prediction`, in order; each has ``top_k`` matches.
         """
-        from vgloc.data.images import describe_input, is_path_input
+        from vgloc.data.images import describe_input
 
         items = list(photos)
         if not items:
             return []
         names = [describe_input(p, i) for i, p in enumerate(items)]
-        paths = [Path(p) for p in items if is_path_input(p)]  # type: ignore[arg-type]
-        missing = [str(p) for p in paths if not p.is_file()]
-        if missing:
-            raise FileNotFoundError(f"photo(s) not found: {', '.join(missing)}")
-        if paths:
-            from vgloc.data.validation import validate_images
-
-            validate_images(paths, progress=False)
+        paths = check_photo_files(items)
         if self.reranker is not None and len(paths) != len(items):
             raise ValueError(
                 "re-ranking needs query photos as files (in-memory images are not supported yet)"

@@ -1,4 +1,4 @@
-"""``vgloc eval``: Recall@N on a dataset in the field's layout."""
+"""``vgloc eval``: Recall@N on a benchmark split, or on any geotagged database and queries."""
 
 from __future__ import annotations
 
@@ -20,7 +20,40 @@ from vgloc.cli.options import (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``vgloc eval``."""
-    add_option(p, "--dataset", type=Path, required=True, help="root with images/<split>/{database,queries*}")
+    add_option(
+        p,
+        "--dataset",
+        type=Path,
+        default=None,
+        help="root with images/<split>/{database,queries*} (or give --database and --queries)",
+    )
+    p.add_argument(
+        "--database",
+        type=Path,
+        default=None,
+        help="database images in any layout: an @UTM@ or EXIF-GPS folder, or a CSV/Parquet manifest",
+    )
+    p.add_argument(
+        "--queries",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="query images in any layout (one or more; each is a domain named after its file/folder)",
+    )
+    p.add_argument(
+        "--index",
+        type=Path,
+        default=None,
+        help="a built index of the database (from `vgloc index build`): the database is not described "
+        "again and the index's own network describes the queries",
+    )
+    p.add_argument(
+        "--method",
+        choices=["nearest", "kde"],
+        default="nearest",
+        help="position predictor for predictions.csv and the error in metres (default: nearest)",
+    )
+    p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split (default: test)")
     p.add_argument(
         "--recall",
@@ -47,8 +80,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="scale query brightness by this factor (night simulation, e.g. 0.15)",
     )
-    p.add_argument("--out", type=Path, default=None, help="folder for results.json (default: the run folder)")
-    add_model_options(p)
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for results.json, predictions.csv and report.html (default: the run folder)",
+    )
+    add_model_options(p, required=False)
     add_extraction_options(p)
     add_rerank_options(p, evaluation=True)
     add_runtime_options(p)
@@ -58,11 +96,27 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate with :func:`vgloc.api.evaluate` and print the Recall@N table."""
     from vgloc.api import evaluate
 
+    if args.dataset is None and (args.database is None or args.queries is None):
+        raise ValueError("give --dataset ROOT, or both --database and --queries")
+    if args.dataset is not None and (args.database is not None or args.queries is not None):
+        raise ValueError("--dataset cannot be combined with --database/--queries")
+    if args.model is None and args.index is None:
+        raise ValueError("give --model SPEC (or --index IDX built with one)")
+    queries = None
+    if args.queries is not None:
+        queries = {(q.stem or q.name): q for q in args.queries}
+        if len(queries) != len(args.queries):
+            raise ValueError("two --queries share a name; rename one")
     out_dir = args.out or args.run_dir
     result = evaluate(
         args.dataset,
         args.split,
         args.model,
+        database=args.database,
+        queries=queries,
+        index=args.index,
+        method=args.method,
+        report=not args.no_report,
         checkpoint=args.checkpoint,
         pretrained=args.pretrained,
         recall_values=args.recall,
@@ -80,13 +134,17 @@ def run(args: argparse.Namespace) -> int:
         rerank_fusion_weight=args.rerank_fusion_weight,
         rerank_sweep=args.rerank_sweep,
     )
+    source = f"{args.dataset} [{args.split}]" if args.dataset is not None else str(args.database)
     print(
-        f"{result.model_spec} on {args.dataset} [{args.split}], {result.num_database} database images, "
+        f"{result.model_spec} on {source}, {result.num_database} database images, "
         f"positives within {result.threshold_m:g} m"
     )
     print(result.table())
     if out_dir:
-        print(f"results: {Path(out_dir) / 'results.json'}")
+        out = Path(out_dir)
+        print(f"results: {out / 'results.json'}, {out / 'predictions.csv'}")
+        if not args.no_report:
+            print(f"report: {out / 'report.html'}")
         if args.rerank_sweep:
             from vgloc.rerank.pipeline import SWEEP_STEM
 
@@ -98,9 +156,9 @@ def run(args: argparse.Namespace) -> int:
 COMMAND = register(
     Command(
         name="eval",
-        help="Recall@N on a dataset in the field's layout",
+        help="Recall@N on a benchmark split, or on your own geotagged database and queries",
         description="Recall@N with the field's protocol: positives are database images within "
-        "--threshold-m UTM metres; a query is correct at N when any of its top N is a positive; "
+        "--threshold-m metres (UTM for data in one zone, great-circle otherwise); a query is correct at N when any of its top N is a positive; "
         "the denominator is all queries (queries without positives are counted and reported).",
         add_arguments=add_arguments,
         run=run,

@@ -279,9 +279,10 @@ def evaluate(
         else:
             describer = describer_for_index(idx, model, checkpoint)
         if [str(p) for p in idx.images.paths] != [str(p) for p in db.paths]:
+            where = f"{dataset}, {split}" if dataset is not None else str(database)
             raise ValueError(
-                f"the index holds {len(idx.images)} images that are not the {len(db)} database images "
-                f"evaluated ({dataset if dataset is not None else database})"
+                f"the index holds {len(idx.images)} images that are not this split's {len(db)} "
+                f"database images ({where})"
             )
     else:
         describer = resolve_describer(model, checkpoint, pretrained=pretrained)
