@@ -26,6 +26,19 @@ def train_city(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_city(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built-in ``tiny`` city (``vgloc synth --size tiny``), rendered small (72x96) for speed."""
+    return generate_city(
+        tmp_path_factory.mktemp("tiny-city") / "city",
+        "tiny",
+        0,
+        image_size=(72, 96),
+        progress=False,
+        workers=1,
+    )
+
+
+@pytest.fixture(scope="session")
 def same_district(train_city: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A benchmark whose val split is unseen query photos of the *training* district.
 

@@ -93,3 +93,30 @@ def test_train_and_resume_from_the_command_line(
     assert args.func(args) == 0
     assert "(stopped by schedule.max_minutes)" in capsys.readouterr().out
     assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 3
+
+
+@pytest.mark.parametrize("method", ["triplet", "cosplace"])
+def test_the_tiny_city_trains_with_only_a_time_budget(
+    method: str, tiny_city: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The documented command, with no other override: the recipe adapts to the city and says so."""
+    run = tmp_path / method
+    argv = ["train", method, "--dataset", str(tiny_city), "--model", "tiny+gem"]
+    argv += ["--set", "schedule.max_minutes=0.01", "--run-dir", str(run), "--no-progress"]
+    args = _parser().parse_args(argv)
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "(stopped by schedule.max_minutes)" in out
+    assert "--image-size 72,96" in out  # the images' own size, not the preset's
+    info = (run / "info.log").read_text()
+    assert f"{method} settings adapted to the data" in info
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["data"]["image_size"] == [72, 96]
+    if method == "cosplace":
+        assert "cosplace.M 10 -> " in info and saved["cosplace"]["M"] > 10
+    else:
+        assert "triplet.cache_refresh_rate 1000 -> " in info and saved["triplet"]["cache_refresh_rate"] < 1000
+    # The run resumes with its saved (adapted) configuration.
+    args = _parser().parse_args(["train", method, "--resume", str(run), "--epochs", "2", "--no-progress"])
+    assert args.func(args) == 0
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 2

@@ -181,10 +181,9 @@ def plan_cosplace(cfg: TrainConfig, images: GeoImageSet, world_size: int = 1) ->
                 f"{before}; M={M2:g} m with classes of >= {k2} images keeps {lay.classes} classes "
                 f"({share:.0%} of the images), the most for cells of {tried}"
             )
-            changes += [
-                Adaptation("cosplace.M", M2, why),
-                Adaptation("cosplace.min_images_per_class", k2, why),
-            ]
+            for key, old, new in (("M", M, M2), ("min_images_per_class", k, k2)):
+                if new != old:
+                    changes.append(Adaptation(f"cosplace.{key}", new, why))
             M, k, current = M2, k2, lay
 
     # 2. Groups and batch: when they cannot fill batches, or (once the cells were adapted, i.e.
