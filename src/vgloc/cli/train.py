@@ -1,6 +1,7 @@
-"""``vgloc train triplet|cosplace``: the training commands of the ``vgloc`` CLI.
+"""``vgloc train METHOD``: the training commands of the ``vgloc`` CLI.
 
-:data:`COMMAND` registers the ``train`` command, with one sub-command per method.
+:data:`COMMAND` registers the ``train`` command, with one sub-command per method
+registered in :data:`vgloc.registry.TRAINING_METHODS` (its help text comes from there).
 Options resolve into a :class:`vgloc.config.TrainConfig` in this order (later wins):
 method defaults -> ``--config FILE.yaml`` -> the shorthand options (``--dataset``,
 ``--model``, ``--epochs``, ...) -> ``--set key=value`` (repeatable). With
@@ -58,24 +59,16 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def add_arguments(p_train: argparse.ArgumentParser) -> None:
     """Add one nested sub-command per training method to the ``train`` parser."""
+    # One sub-command per registered method (vgloc.registry.TRAINING_METHODS), with its help.
+    from vgloc.training.methods import get_method, method_names
+
+    names = method_names()
     methods = p_train.add_subparsers(
-        dest="method", metavar="METHOD", required=True, help="training method: triplet or cosplace"
+        dest="method", metavar="METHOD", required=True, help=f"training method: {', '.join(names)}"
     )
-    blurbs = {
-        "triplet": (
-            "VG-benchmark triplet training: mining with a cache refreshed every 1000 queries, "
-            "triplet loss, early stopping on val R@5",
-            "Defaults follow the VG benchmark (resnet18.conv4+netvlad64, 480x640, Adam lr 1e-5, 4 queries "
-            "x (1 positive + 10 negatives) per step, 5000 queries per epoch, patience 3).",
-        ),
-        "cosplace": (
-            "CosPlace training: geo-classes in groups, one CosFace classifier per group, best model on val R@1",
-            "Defaults follow CosPlace (resnet18+gem+fc512, 512x512, M=10 m, alpha=30 deg, N=5, L=2, 8 groups, "
-            "batch 32, 10,000 iterations per epoch, 50 epochs, Adam lr 1e-5 / classifiers 0.01, colour jitter "
-            "and random resized crop).",
-        ),
-    }
-    for method, (short, long) in blurbs.items():
+    for method in names:
+        entry = get_method(method)
+        short, long = entry.help, entry.description
         p = methods.add_parser(
             method,
             help=short,
@@ -223,6 +216,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     print(f"run folder: {result.run_dir}")
     if result.best_model is not None:
+        cfg = result.config or cfg  # as trained: settings may have adapted to the data
         size = ",".join(str(v) for v in cfg.val_image_size)
         print(
             f"best {cfg.schedule.select_metric} {result.best_metric:.2f} at epoch {result.best_epoch}"
@@ -239,7 +233,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 COMMAND = register(
     Command(
         name="train",
-        help="train a descriptor model (VG-benchmark triplets or CosPlace)",
+        help="train a descriptor model (one sub-command per training method)",
         description="Train a global-descriptor model on a dataset in the field's layout "
         "(images/{train,val}/{database,queries}). The run folder gets config.yaml, info.log, "
         "debug.log, steps.csv, metrics.csv/json, last.pt, best.pt and best_model.pt (usable with "
