@@ -25,7 +25,8 @@ Every default names its source: ``VGB file:line`` for the VG benchmark
 choice of this toolkit where the recipes say nothing.
 
 Modules: :mod:`.sections` (the shared sections), :mod:`.training` (:class:`TrainConfig`
-and its resolution), :mod:`.values` (parsing), :mod:`.checks` (value rules). The
+and its resolution), :mod:`.extensions` (method and add-on sections, presets),
+:mod:`.values` (parsing), :mod:`.checks` (value rules). The
 ``triplet`` and ``cosplace`` sections live with their methods
 (:mod:`vgloc.training.methods`), add-on sections with their add-ons.
 

@@ -19,13 +19,14 @@ import dataclasses
 import difflib
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
+from vgloc.config.extensions import METHOD_PRESETS, extension_sections, registries
 from vgloc.config.sections import (
     AugmentConfig,
     DataConfig,
@@ -61,27 +62,6 @@ EXPLICIT_SOURCES: tuple[str, ...] = ("file", "override", "given")
 # The shared sections, in the order config.yaml lists them around the extensions.
 _HEAD = ("data", "model", "optim", "schedule")
 _TAIL = ("augment", "validation", "runtime")
-
-
-def _registries() -> tuple[Any, Any]:
-    # Imported here, not at module level: the method and add-on packages import nothing
-    # from this module, but keeping the import lazy makes any import order safe.
-    from vgloc.training import addons, methods
-
-    return methods, addons
-
-
-def extension_sections() -> list[tuple[str, type[Any], Any]]:
-    """``[(section name, dataclass, registration), ...]``: the registered methods, then add-ons."""
-    methods, addons = _registries()
-    out: list[tuple[str, type[Any], Any]] = []
-    for name in methods.method_names():
-        m = methods.get_method(name)
-        out.append((name, m.config_class, m))
-    for name in addons.addon_names():
-        a = addons.get_addon(name)
-        out.append((name, a.config_class, a))
-    return out
 
 
 def _default_sections() -> dict[str, Any]:
@@ -221,7 +201,7 @@ class TrainConfig:
         """
         from vgloc.config.checks import check_shared
 
-        methods, _ = _registries()
+        methods, _ = registries()
         problems: list[str] = []
         for key, value in flatten(self.to_dict()):
             if isinstance(value, float) and not math.isfinite(value):
@@ -236,33 +216,6 @@ class TrainConfig:
         if problems:
             raise ConfigError("invalid training configuration:\n  - " + "\n  - ".join(problems))
         return self
-
-
-# --------------------------------------------------------------------------- presets
-
-
-class _MethodPresets(Mapping[str, Mapping[str, tuple[Any, str]]]):
-    """``{method: {dotted key: (value, source)}}``: each registered method's default preset."""
-
-    def __getitem__(self, name: str) -> Mapping[str, tuple[Any, str]]:
-        methods, _ = _registries()
-        if name not in methods.method_names():
-            raise KeyError(name)
-        preset: Mapping[str, tuple[Any, str]] = methods.get_method(name).preset()
-        return preset
-
-    def __iter__(self) -> Iterator[str]:
-        methods, _ = _registries()
-        return iter(methods.method_names())
-
-    def __len__(self) -> int:
-        methods, _ = _registries()
-        return len(methods.method_names())
-
-
-#: Values where the recipes differ from the shared defaults, read from the registered
-#: methods: ``{method: {dotted key: (value, source)}}``.
-METHOD_PRESETS: Mapping[str, Mapping[str, tuple[Any, str]]] = _MethodPresets()
 
 
 # --------------------------------------------------------------------------- resolution
@@ -297,7 +250,7 @@ def resolve_config(
         ConfigError: Unknown method, keys or preset, unparsable values, a method
             conflict, or (with ``validate``) values that break a rule.
     """
-    methods, _ = _registries()
+    methods, _ = registries()
     from_file = load_config_file(file) if file is not None else {}
     pairs = [split_override(o) for o in overrides]
     file_method = from_file.get("method")
@@ -506,7 +459,7 @@ def _merge(cfg: TrainConfig, data: Mapping[str, Any], prefix: str, *, source: st
     for k, v in data.items():
         key = f"{prefix}{k}"
         if prefix == "" and k == "method":
-            methods, _ = _registries()
+            methods, _ = registries()
             if v not in methods.method_names():
                 raise ConfigError(
                     f"unknown method {v!r}{at}; choose one of {', '.join(methods.method_names())}"
