@@ -15,9 +15,9 @@ batch with :meth:`Trainer.forward` so that add-ons can join the forward pass.
 Exact resumption: the data a step sees is a pure function of (seed, epoch, step),
 drawn from counter-based generators (see :mod:`vgloc.training.augment`), and a
 checkpoint holds the model, optimizer(s), scheduler, grad scaler, counters, the
-global RNG states of every process and the method's own state. A run stopped after
-any checkpoint and resumed therefore continues with the same per-step losses as a run
-that was never stopped (bit-identical on CPU; on GPU up to cuDNN nondeterminism).
+global RNG states of every process, the method's own state and the add-ons' states.
+A run stopped after any checkpoint and resumed therefore continues with the same
+per-step losses as a run that was never stopped (bit-identical on CPU; on GPU up to cuDNN nondeterminism).
 """
 
 from __future__ import annotations
