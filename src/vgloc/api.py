@@ -29,7 +29,7 @@ from vgloc.predict import DEFAULT_KDE, KDEParams, Prediction
 if TYPE_CHECKING:
     from vgloc.data.images import ImageInput
     from vgloc.index import GeoIndex
-    from vgloc.rerank.cache import FeatureCache
+    from vgloc.local import FeatureCache
 
 __all__ = [
     "DEFAULT_IMAGE_SIZE",

@@ -14,17 +14,19 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vgloc.describers import Describer, ExtractionOptions, describer_for_index, resolve_describer
-from vgloc.predict import DEFAULT_KDE, METHODS, KDEParams, Match, Prediction, predict_positions
+from vgloc.predict import DEFAULT_KDE, METHODS, KDEParams, Match, Prediction
 
 if TYPE_CHECKING:
     from vgloc.data.images import ImageInput
@@ -166,7 +168,9 @@ class Localizer:
         top_k: matches reported per photo.
         search_params: FAISS search parameters, e.g. ``"nprobe=32"``.
         options: extraction options (default: the index's image size, no progress bars).
-        reranker: a resolved local re-ranker (see :class:`vgloc.rerank.Reranker`), or None.
+        reranker: a re-ranker (see :func:`vgloc.rerank.resolve_reranker`), or None. It reads
+            query photos from files (its feature cache is keyed by path): in-memory photos are
+            written losslessly to a private temporary folder for the duration of the call.
         rerank_k: candidates re-ranked per photo (clipped to the database).
         rerank_fusion: None (inliers alone), ``"zscore"`` or ``"linear"``.
 
@@ -212,7 +216,7 @@ class Localizer:
         *,
         model: Any = None,
         checkpoint: str | Path | None = None,
-        rerank: str | None = None,
+        rerank: Any = None,
         rerank_k: int = 100,
         rerank_cache: str | Path | FeatureCache | None = None,
         rerank_fusion: str | None = None,
@@ -233,14 +237,17 @@ class Localizer:
         """
         from vgloc.index import GeoIndex
 
-        _check_rerank_options(rerank, rerank_k, rerank_cache, rerank_fusion)
+        if rerank is not None or rerank_cache is not None or rerank_fusion is not None:
+            from vgloc.rerank import check_rerank_options
+
+            check_rerank_options(rerank, rerank_k, rerank_cache, rerank_fusion, None)
         idx = index if isinstance(index, GeoIndex) else GeoIndex.load(index)
         describer = describer_for_index(idx, model, checkpoint)
         reranker = None
         if rerank is not None:
-            from vgloc.rerank import Reranker
+            from vgloc.rerank import resolve_reranker
 
-            reranker = Reranker(rerank, cache=rerank_cache)
+            reranker = resolve_reranker(rerank, cache=rerank_cache)
         return cls(
             idx, describer, reranker=reranker, rerank_k=rerank_k, rerank_fusion=rerank_fusion, **kwargs
         )
@@ -262,14 +269,13 @@ class Localizer:
         if not items:
             return []
         names = [describe_input(p, i) for i, p in enumerate(items)]
-        paths = check_photo_files(items)
-        if self.reranker is not None and len(paths) != len(items):
-            raise ValueError(
-                "re-ranking needs query photos as files (in-memory images are not supported yet)"
-            )
+        check_photo_files(items)
         with self._lock:
             descriptors = self.describer.describe(items, self.options, queries=True)
-            return self._predict(names, descriptors, [Path(p) for p in paths] if self.reranker else None)
+            if self.reranker is None:
+                return self._predict(names, descriptors, None)
+            with _query_files(items) as query_paths:
+                return self._predict(names, descriptors, query_paths)
 
     def locate_one(self, photo: ImageInput) -> Prediction:
         """:meth:`locate` for a single photo."""
@@ -278,6 +284,10 @@ class Localizer:
     def _predict(
         self, names: list[str], descriptors: np.ndarray, query_paths: list[Path] | None
     ) -> list[Prediction]:
+        from dataclasses import asdict
+
+        from vgloc.predict import estimate_positions
+
         k = max(self.top_k, self.kde.k)
         if self.reranker is not None:
             k = max(k, self.rerank_k)
@@ -285,18 +295,16 @@ class Localizer:
         db = self.index.images
         inliers = None
         if self.reranker is not None and query_paths is not None:
-            from vgloc.rerank.pipeline import score_candidates
+            from vgloc.rerank import score_candidates
 
             reordered = score_candidates(
                 query_paths, db.paths, ids, sims, self.reranker, k=self.rerank_k, fusion=self.rerank_fusion
             ).rerank()
             assert reordered.similarities is not None  # similarities were passed in
             ids, sims, inliers = reordered.predictions, reordered.similarities, reordered.inliers
-        xy, confidence = predict_positions(sims, ids, db.utm, self.method, self.kde)
-        if db.frame is not None:
-            lat, lon = db.frame.to_latlon(np.nan_to_num(xy))
-        else:
-            lat = lon = np.full(len(xy), np.nan)
+        # Planar (one UTM zone) databases are predicted in UTM metres as the field does;
+        # world-wide ones on the sphere, in local east-north-up metres.
+        est = estimate_positions(sims, ids, db, self.method, **asdict(self.kde))
         predictions = []
         for q, name in enumerate(names):
             matches = [
@@ -314,15 +322,14 @@ class Localizer:
                 for r, i in enumerate(ids[q][: self.top_k])
                 if i >= 0
             ]
-            ok = bool(np.all(np.isfinite(xy[q])))
             predictions.append(
                 Prediction(
                     query=name,
-                    lat=float(lat[q]) if ok else float("nan"),
-                    lon=float(lon[q]) if ok else float("nan"),
-                    utm_east=float(xy[q, 0]),
-                    utm_north=float(xy[q, 1]),
-                    confidence=float(confidence[q]),
+                    lat=float(est.latlon[q, 0]),
+                    lon=float(est.latlon[q, 1]),
+                    utm_east=float(est.utm[q, 0]),
+                    utm_north=float(est.utm[q, 1]),
+                    confidence=float(est.confidence[q]),
                     method=self.method,
                     matches=matches,
                 )
@@ -350,8 +357,26 @@ class Localizer:
         )
 
 
-def _check_rerank_options(rerank: str | None, rerank_k: int, cache: object, fusion: str | None) -> None:
-    # The re-ranking package owns the rules; imported lazily (OpenCV, h5py).
-    from vgloc.evaluation.checks import check_rerank_args
+@contextlib.contextmanager
+def _query_files(photos: Sequence[ImageInput]) -> Iterator[list[Path]]:
+    """File paths for ``photos``: paths as given, in-memory photos written as lossless PNG.
 
-    check_rerank_args(rerank, rerank_k, cache, fusion, None)
+    Re-rankers read and cache local features by file path, so a photo that never
+    touched the disk (an upload, an array) is decoded once (EXIF orientation applied)
+    and written to a private temporary folder that is removed afterwards.
+    """
+    from vgloc.data.images import describe_input, is_path_input, open_image_input
+
+    if all(is_path_input(p) for p in photos):
+        yield [Path(p) for p in photos]  # type: ignore[arg-type]
+        return
+    with tempfile.TemporaryDirectory(prefix="vgloc-queries-") as folder:
+        paths = []
+        for i, photo in enumerate(photos):
+            if is_path_input(photo):
+                paths.append(Path(photo))  # type: ignore[arg-type]
+                continue
+            path = Path(folder) / f"query-{i:06d}.png"
+            open_image_input(photo, name=describe_input(photo, i)).save(path, format="PNG")
+            paths.append(path)
+        yield paths

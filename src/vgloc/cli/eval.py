@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.no_report:
             print(f"report: {out / 'report.html'}")
         if args.rerank_sweep:
-            from vgloc.rerank.pipeline import SWEEP_STEM
+            from vgloc.rerank.sweep import SWEEP_STEM
 
             stem = Path(out_dir) / SWEEP_STEM
             print(f"K sweep: {stem}.md, {stem}.csv, {stem}.png")

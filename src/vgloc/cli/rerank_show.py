@@ -33,14 +33,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Match, verify and draw the pair with :func:`vgloc.rerank.visualize_pair`."""
-    from vgloc.rerank import Reranker, visualize_pair
+    from vgloc.rerank import resolve_reranker, visualize_pair
 
     for path in (args.query, args.candidate):
         if not path.is_file():
             raise FileNotFoundError(f"image not found: {path}")
     if args.max_outliers < 0:
         raise ValueError(f"--max-outliers must be >= 0, got {args.max_outliers}")
-    with Reranker(args.rerank) as reranker:
+    with resolve_reranker(args.rerank) as reranker:
         out, ver = visualize_pair(
             args.query,
             args.candidate,

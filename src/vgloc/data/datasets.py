@@ -67,7 +67,7 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
         *,
         exif_transpose: bool = True,
     ) -> None:
-        self.paths: list[Any] = [Path(p) if is_path_input(p) else p for p in paths]
+        self.paths: list[Any] = [Path(p) if is_path_input(p) else p for p in paths]  # type: ignore[arg-type]
         self.transform = transform
         self.exif_transpose = exif_transpose
 

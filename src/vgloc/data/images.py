@@ -31,7 +31,7 @@ def is_path_input(item: object) -> bool:
 def describe_input(item: object, position: int) -> str:
     """A label for ``item`` in results and error messages: its path, else ``<kind #i>``."""
     if is_path_input(item):
-        return os.fspath(item)  # type: ignore[arg-type]
+        return os.fspath(item)  # type: ignore[call-overload]
     kind = {Image.Image: "image", np.ndarray: "array", bytes: "bytes", bytearray: "bytes"}
     for cls, name in kind.items():
         if isinstance(item, cls):

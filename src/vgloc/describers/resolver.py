@@ -65,13 +65,13 @@ def resolve_describer(
     if isinstance(model, str):
         if not model.strip():
             raise ValueError("empty model spec")
-        return describer_kind_for_spec(model).from_spec(model, checkpoint, pretrained=pretrained)  # type: ignore[no-any-return]
+        return describer_kind_for_spec(model).from_spec(model, checkpoint, pretrained=pretrained)
     # An object: the classical model of vgloc.models, or a torch network.
     wrap = getattr(model, "as_describer", None)
     if callable(wrap):
         if checkpoint is not None:
             raise ValueError("checkpoint does not apply to a ready classical descriptor")
-        return wrap()  # type: ignore[no-any-return]
+        return wrap()
     from torch import nn
 
     if isinstance(model, nn.Module):
@@ -79,7 +79,7 @@ def resolve_describer(
         from vgloc.models import load_state_dict_compat
 
         if checkpoint is not None:
-            load_state_dict_compat(model, checkpoint)
+            load_state_dict_compat(model, checkpoint)  # type: ignore[arg-type]
         return NetDescriber(model, checkpoint=checkpoint, pretrained=pretrained)
     raise TypeError(f"cannot describe images with a {type(model).__name__}; pass a model spec or a Describer")
 
@@ -116,7 +116,7 @@ def _recorded_state(index: GeoIndex) -> tuple[dict[str, Any], Any]:
     if isinstance(state, dict) and state.get("kind"):
         return state, DESCRIBERS.get(state["kind"])
     # Indexes written before describers were recorded keep these keys at the top level.
-    legacy = {
+    legacy: dict[str, Any] = {
         k: extra[k] for k in ("model_file", "checkpoint", "checkpoint_sha256", "pretrained") if k in extra
     }
     return legacy, describer_kind_for_spec(index.metadata.model_spec)

@@ -1,4 +1,7 @@
-"""Checks that run before any image is described, so bad settings fail in seconds."""
+"""Checks that run before any image is described, so bad settings fail in seconds.
+
+Re-ranking settings are checked by :func:`vgloc.rerank.check_rerank_options`.
+"""
 
 from __future__ import annotations
 
@@ -8,43 +11,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
-__all__ = ["check_factory", "check_out_dir", "check_rerank_args", "clip_recall_values"]
+__all__ = ["check_factory", "check_out_dir", "clip_recall_values"]
 
 log = logging.getLogger(__name__)
-
-
-def check_rerank_args(
-    rerank: str | None,
-    rerank_k: int,
-    rerank_cache: object,
-    rerank_fusion: str | None,
-    rerank_sweep: Sequence[int] | None,
-    rerank_fusion_weight: float = 0.5,
-) -> None:
-    """Validate the re-ranking arguments of evaluation and locating up front."""
-    if rerank is None:
-        extras = {"rerank_cache": rerank_cache, "rerank_fusion": rerank_fusion, "rerank_sweep": rerank_sweep}
-        given = [name for name, value in extras.items() if value is not None]
-        if given:
-            raise ValueError(
-                f"{', '.join(given)} given without a re-ranker: pass rerank='rootsift+mnn+ransac' (or another spec)"
-            )
-        return
-    from vgloc.rerank import parse_spec
-
-    parse_spec(rerank)  # raises with the valid extractors/matchers/verifiers listed
-    if isinstance(rerank_k, bool) or not isinstance(rerank_k, (int, np.integer)) or rerank_k < 1:
-        raise ValueError(f"rerank_k must be a positive integer, got {rerank_k!r}")
-    if rerank_fusion not in (None, "zscore", "linear"):
-        raise ValueError(f"rerank_fusion must be None, 'zscore' or 'linear', got {rerank_fusion!r}")
-    if rerank_fusion == "zscore" and not 0.0 <= rerank_fusion_weight <= 1.0:
-        raise ValueError(f"zscore fusion weight must be in [0, 1], got {rerank_fusion_weight}")
-    if rerank_sweep is not None:
-        from vgloc.rerank.pipeline import check_sweep_ks
-
-        check_sweep_ks(rerank_sweep, None)
 
 
 def check_factory(dim: int, factory: str) -> None:

@@ -19,17 +19,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vgloc.describers import Describer, ExtractionOptions, describer_for_index, resolve_describer
-from vgloc.evaluation.checks import check_factory, check_out_dir, check_rerank_args, clip_recall_values
+from vgloc.evaluation.checks import check_factory, check_out_dir, clip_recall_values
 from vgloc.evaluation.metrics import DEFAULT_METRICS, MetricInputs, check_metric_names, compute_metrics
 from vgloc.evaluation.recall import DEFAULT_RECALL_VALUES, DEFAULT_THRESHOLD_M, count_without_positives
 from vgloc.evaluation.rerank import RerankSettings, rerank_domain
 from vgloc.evaluation.results import DomainResult, EvalResult
-from vgloc.predict import DEFAULT_KDE, KDEParams, predict_positions
+from vgloc.predict import DEFAULT_KDE, KDEParams
 
 if TYPE_CHECKING:
     from vgloc.data.records import GeoImageSet
     from vgloc.index import GeoIndex
-    from vgloc.rerank.cache import FeatureCache
+    from vgloc.local import FeatureCache
 
 __all__ = ["DEFAULT_MODEL", "evaluate", "evaluate_sets", "load_sets"]
 
@@ -79,14 +79,11 @@ def load_sets(
     for name, q in domains.items():
         if len(q) == 0:
             raise ValueError(f"query set {name!r} has no images")
-        if q.frame != db.frame:
-            domains[name] = q.in_frame(db.frame)
-    return db, domains, "custom"
+    # One frame for all: the database's UTM zone when every set fits it, else the sphere.
+    from vgloc.data.records import align_frames
 
-
-def _error_m(pred_xy: np.ndarray, queries: GeoImageSet) -> np.ndarray:
-    """(Q,) metres between predicted and true positions (planar frame of the database)."""
-    return np.linalg.norm(np.asarray(pred_xy, dtype=np.float64) - queries.utm, axis=1)
+    db, aligned = align_frames(db, list(domains.values()))
+    return db, dict(zip(domains, aligned, strict=True)), "custom"
 
 
 def evaluate_sets(
@@ -123,8 +120,11 @@ def evaluate_sets(
     Returns:
         domain -> :class:`DomainResult` (rankings ``(Q, K)``, recalls, metrics, positions).
     """
-    from vgloc.geo import positives_within
+    from dataclasses import asdict
+
+    from vgloc.geo import positives
     from vgloc.index import GeoIndex
+    from vgloc.predict import estimate_positions
 
     recall_values = tuple(recall_values)
     if index is None:
@@ -150,24 +150,26 @@ def evaluate_sets(
             pad = ((0, 0), (0, k - ids.shape[1]))
             ids = np.pad(ids, pad, constant_values=-1)
             sims = np.pad(sims, pad, constant_values=np.nan)
-        positives = positives_within(database.utm, q_set.utm, threshold_m)
-        pred_xy, confidence = predict_positions(sims, ids, database.utm, method, kde)
-        error_m = _error_m(pred_xy, q_set)
+        # UTM metres when database and queries share a zone (the field's protocol), else great circles.
+        positive_ids = positives(database, q_set, threshold_m)
+        est = estimate_positions(sims, ids, database, method, **asdict(kde))
+        error_m = est.errors_m(q_set)
         values = compute_metrics(
-            metrics, MetricInputs(ids, positives, error_m, recall_values, float(threshold_m))
+            metrics, MetricInputs(ids, positive_ids, error_m, recall_values, float(threshold_m))
         )
         recalls = {n: values.pop(f"R@{n}") for n in recall_values if f"R@{n}" in values}
         result = DomainResult(
             domain=name,
             num_queries=len(q_set),
             recalls=recalls,
-            queries_without_positives=count_without_positives(positives),
+            queries_without_positives=count_without_positives(positive_ids),
             predictions=ids,
             similarities=sims,
-            positives=positives,
+            positives=positive_ids,
             metrics=values,
-            predicted_xy=pred_xy,
-            confidence=confidence,
+            predicted_xy=est.utm,
+            predicted_latlon=est.latlon,
+            confidence=est.confidence,
             error_m=error_m,
         )
         log.info("%s: %s", name, {f"R@{n}": round(v, 1) for n, v in recalls.items()})
@@ -252,7 +254,9 @@ def evaluate(
     options = options or ExtractionOptions()
     t_start = time.perf_counter()
     # Everything that can be checked is checked before a single image is described.
-    check_rerank_args(rerank, rerank_k, rerank_cache, rerank_fusion, rerank_sweep, rerank_fusion_weight)
+    from vgloc.rerank import check_rerank_options
+
+    check_rerank_options(rerank, rerank_k, rerank_cache, rerank_fusion, rerank_sweep, rerank_fusion_weight)
     metrics = check_metric_names(metrics)
     check_out_dir(out_dir)
     if index is None and model is None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from vgloc.geo import distances_m
 from vgloc.io import write_text_atomic
 
 if TYPE_CHECKING:
@@ -67,10 +68,15 @@ def map_figure(
 
     fig = Figure(figsize=(6.5, 6.5))
     ax = fig.subplots()
-    origin = database.utm.min(0)
-    db = database.utm - origin
-    q = queries.utm - origin
-    pred = predicted_xy - origin
+    planar = bool(np.all(np.isfinite(database.utm)))
+    if planar:
+        origin = database.utm.min(0)
+        db = database.utm - origin
+        q = queries.utm - origin
+        pred = predicted_xy - origin
+    else:
+        # World-wide data has no planar frame: draw longitude/latitude (predicted_xy holds them).
+        db, q, pred = database.latlon[:, ::-1], queries.latlon[:, ::-1], predicted_xy
     ax.scatter(db[:, 0], db[:, 1], s=3, c="#bbbbbb", label="database", zorder=1)
     for ok, colour in ((True, "#1a9850"), (False, "#d73027")):
         sel = correct == ok
@@ -90,8 +96,8 @@ def map_figure(
         )
     ax.scatter(q[:, 0], q[:, 1], s=10, c="#2c7bb6", label="true query position", zorder=4)
     ax.set_aspect("equal")
-    ax.set_xlabel("east (m)")
-    ax.set_ylabel("north (m)")
+    ax.set_xlabel("east (m)" if planar else "longitude (deg)")
+    ax.set_ylabel("north (m)" if planar else "latitude (deg)")
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
     return _png_data_uri(fig)
@@ -149,7 +155,8 @@ def write_eval_report(
         qset = queries[name]
         top1 = d.predictions[:, 0]
         valid = top1 >= 0
-        pred_xy = np.where(valid[:, None], database.utm[np.clip(top1, 0, None)], np.nan)
+        positions = database.utm if np.all(np.isfinite(database.utm)) else database.latlon[:, ::-1]
+        pred_xy = np.where(valid[:, None], positions[np.clip(top1, 0, None)], np.nan)
         correct = np.array(
             [bool(t >= 0 and t in set(p.tolist())) for t, p in zip(top1, d.positives, strict=True)]
         )
@@ -171,7 +178,9 @@ def write_eval_report(
             for rank, dbi in enumerate(d.predictions[qi][:top_n]):
                 if dbi < 0:
                     continue
-                dist = float(np.linalg.norm(database.utm[dbi] - qset.utm[qi]))
+                dist = float(distances_m(*database.latlon[dbi], *qset.latlon[qi]))
+                if not np.isfinite(dist):  # metric-only names: no lat/lon, UTM metres
+                    dist = float(np.linalg.norm(database.utm[dbi] - qset.utm[qi]))
                 cls = "ok" if int(dbi) in positives else "bad"
                 cells.append(
                     f"<figure class='{cls}'><img src='{thumbnail_data_uri(database.paths[dbi])}'>"

@@ -39,7 +39,7 @@ class RerankSettings:
     @classmethod
     def create(
         cls,
-        spec: str,
+        spec: Any,
         *,
         num_database: int,
         k: int,
@@ -49,14 +49,13 @@ class RerankSettings:
         sweep: Sequence[int] | None,
         progress: bool,
     ) -> RerankSettings:
-        """Resolve ``spec`` into a re-ranker and clip every K to the database size."""
-        from vgloc.rerank import Reranker
-        from vgloc.rerank.pipeline import check_sweep_ks
+        """Resolve ``spec`` (a string or a built re-ranker) once and clip every K to the database size."""
+        from vgloc.rerank import check_sweep_ks, resolve_reranker
 
         k_used = min(int(k), num_database)
         sweep_ks = [] if sweep is None else check_sweep_ks(sweep, num_database)
         return cls(
-            reranker=Reranker(spec, cache=cache),
+            reranker=resolve_reranker(spec, cache=cache),
             k=k_used,
             score_k=max(k_used, *sweep_ks) if sweep_ks else k_used,
             sweep_ks=sweep_ks,
@@ -91,7 +90,7 @@ def rerank_domain(
     recall_values: Sequence[int],
 ) -> RerankedDomain:
     """Verify one domain's top ``score_k`` once; re-order its top ``k`` (and each sweep K)."""
-    from vgloc.rerank.pipeline import rerank_sweep, score_candidates
+    from vgloc.rerank import rerank_sweep, score_candidates
 
     scored = score_candidates(
         query_paths,

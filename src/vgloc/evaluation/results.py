@@ -13,7 +13,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from vgloc.data.records import GeoImageSet
-    from vgloc.rerank.pipeline import SweepPoint
+    from vgloc.rerank.sweep import SweepPoint
 
 __all__ = ["DomainResult", "EvalResult", "RerankedDomain"]
 
@@ -75,6 +75,8 @@ class DomainResult:
     metrics: dict[str, float] = field(default_factory=dict)
     #: (Q, 2) predicted positions in the database's metric frame (the predictor's output).
     predicted_xy: np.ndarray | None = field(repr=False, default=None)
+    #: (Q, 2) predicted latitude/longitude (NaN where the data has none).
+    predicted_latlon: np.ndarray | None = field(repr=False, default=None)
     #: (Q,) confidence of each predicted position, in (0, 1].
     confidence: np.ndarray | None = field(repr=False, default=None)
     #: (Q,) metres from each predicted position to the true one.

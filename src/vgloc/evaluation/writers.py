@@ -53,13 +53,8 @@ def predictions_csv(result: EvalResult, database: GeoImageSet, queries: Mapping[
     writer.writerow([*header, "domain"])
     for name, d in result.domains.items():
         q_set = queries[name]
-        pred_xy = d.predicted_xy if d.predicted_xy is not None else np.full((d.num_queries, 2), np.nan)
-        if database.frame is not None:
-            lat, lon = database.frame.to_latlon(np.nan_to_num(pred_xy))
-            ok = np.all(np.isfinite(pred_xy), axis=1)
-            lat, lon = np.where(ok, lat, np.nan), np.where(ok, lon, np.nan)
-        else:
-            lat = lon = np.full(d.num_queries, np.nan)
+        pred = d.predicted_latlon if d.predicted_latlon is not None else np.full((d.num_queries, 2), np.nan)
+        lat, lon = pred[:, 0], pred[:, 1]
         err = d.error_m if d.error_m is not None else np.full(d.num_queries, np.nan)
         conf = d.confidence if d.confidence is not None else np.full(d.num_queries, np.nan)
         for q in range(d.num_queries):
@@ -101,7 +96,7 @@ def write_outputs(
         ),
     }
     if rerank is not None and rerank.sweep_ks:
-        from vgloc.rerank.pipeline import write_sweep
+        from vgloc.rerank import write_sweep
 
         curves = {n: d.rerank.sweep for n, d in result.domains.items() if d.rerank is not None}
         write_sweep(
