@@ -84,3 +84,14 @@ def test_bad_inputs_fail_before_anything_is_described(
     with pytest.raises(ValueError, match="prediction method"):
         vgloc.Localizer.load(index, method="median")
     assert localizer.locate([]) == []
+
+
+def test_in_memory_photos_are_re_ranked_like_their_files(city_index: tuple[Path, list[Path]]) -> None:
+    index, queries = city_index
+    q = queries[1]
+    with vgloc.Localizer.load(index, rerank="rootsift+mnn+ransac", rerank_k=5, top_k=5) as localizer:
+        from_file, from_bytes = localizer.locate([q, q.read_bytes()])
+    assert from_file.matches[0].inliers is not None
+    assert [(m.index, m.inliers) for m in from_bytes.matches] == [
+        (m.index, m.inliers) for m in from_file.matches
+    ]
