@@ -16,6 +16,7 @@ from vgloc.index import (
     apply_search_params,
     build_faiss_index,
     exact_search,
+    faiss_search,
     faiss_threads,
     knn_overlap_at_k,
     knn_recall_at_1,
@@ -24,7 +25,6 @@ from vgloc.index import (
     search,
     training_needs,
 )
-from vgloc.index import faiss_index as fi
 
 DIM = 32
 N_CLUSTERS = 64
@@ -292,7 +292,7 @@ def test_parse_search_params_errors(text: str, message: str) -> None:
 def test_inapplicable_param_is_ignored_with_a_log_or_refused_when_strict(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fi, "_reported_inapplicable", set())
+    monkeypatch.setattr(faiss_search, "_reported_inapplicable", set())
     index = build_faiss_index(unit(np.random.default_rng(0).standard_normal((10, 8))), "Flat")
     with caplog.at_level(logging.INFO, logger="vgloc.index.faiss_index"):
         assert apply_search_params(index, "nprobe=16") == {}

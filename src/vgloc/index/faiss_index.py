@@ -1,19 +1,13 @@
-"""FAISS indexes over L2-normalised descriptors: factory strings, training, search parameters.
+"""Building FAISS indexes over L2-normalised descriptors: factory strings, training, adding.
 
 Every index here uses the inner-product metric on L2-normalised descriptors, so a
 similarity is a cosine in [-1, 1] and larger is better. Indexes are described by
 FAISS factory strings (``"Flat"``, ``"IVF1024,PQ64"``, ``"HNSW32"``,
-``"PCA128,IVF1024,PQ16"``, ...) and tuned at search time by parameter strings
-(``"nprobe=16,efSearch=64"``), as in FAISS itself.
-
-Search parameters that do not apply to an index (``nprobe`` on ``Flat``) are
-skipped and logged once at INFO level by default, because one default string
-(:data:`DEFAULT_SEARCH_PARAMS`) serves IVF and HNSW indexes alike; pass
-``strict=True`` to make them an error. A parameter name that FAISS knows for no
-index at all (a typo such as ``nprobes``) is always an error.
-
-Search parameters are set *on the index* (FAISS's ParameterSpace mutates it):
-they stay in force for later searches until set again.
+``"PCA128,IVF1024,PQ16"``, ...). Searching them (parameter strings such as
+``"nprobe=16,efSearch=64"``, the exact oracle, recall measures) lives in
+:mod:`vgloc.index.faiss_search` and the shared checks in
+:mod:`vgloc.index.faiss_common`; both are re-exported here, so every name is
+still importable from this module.
 
 Training time: FAISS reads ``PQ<M>`` with 8-bit codes as "also run polysemous
 training", a simulated annealing over codebook orderings that serves only the
@@ -27,24 +21,59 @@ which restores it on exit.
 
 from __future__ import annotations
 
-import contextlib
-import difflib
 import logging
-import math
-import re
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import faiss
 import numpy as np
 
+from vgloc.index.faiss_common import (
+    NORM_TOLERANCE,
+    _as_float32_matrix,
+    _faiss_message,
+    _transforms,
+    check_normalized,
+    faiss_threads,
+)
+from vgloc.index.faiss_search import (
+    DEFAULT_SEARCH_PARAMS,
+    apply_search_params,
+    describe_index,
+    exact_search,
+    knn_overlap_at_k,
+    knn_recall_at_1,
+    parse_search_params,
+    search,
+)
+
+__all__ = [
+    "ADD_CHUNK_SIZE",
+    "DEFAULT_SEARCH_PARAMS",
+    "MIN_POINTS_PER_CENTROID",
+    "NORM_TOLERANCE",
+    "TrainingDataError",
+    "TrainingNeed",
+    "add_vectors",
+    "apply_search_params",
+    "build_faiss_index",
+    "check_normalized",
+    "describe_index",
+    "exact_search",
+    "faiss_threads",
+    "knn_overlap_at_k",
+    "knn_recall_at_1",
+    "make_index",
+    "parse_search_params",
+    "search",
+    "train_index",
+    "training_needs",
+]
+
 logger = logging.getLogger(__name__)
 
-#: The default search-time parameters: ``nprobe`` for IVF indexes, ``efSearch`` for HNSW.
-DEFAULT_SEARCH_PARAMS = "nprobe=16,efSearch=64"
 
 #: FAISS's k-means warns below this many training points per centroid (ClusteringParameters).
 MIN_POINTS_PER_CENTROID = 39
@@ -52,29 +81,6 @@ MIN_POINTS_PER_CENTROID = 39
 #: How many vectors are converted to float32 and added to the index at a time; bounds the
 #: extra memory when the input is float16 or a memory map.
 ADD_CHUNK_SIZE = 65_536
-
-#: A descriptor counts as L2-normalised when its norm is within this of 1 (float16 storage
-#: and half-precision models give errors of ~1e-3).
-NORM_TOLERANCE = 1e-2
-
-# Parameter names that faiss.ParameterSpace.set_index_parameter understands for some index
-# type (faiss/AutoTune.cpp), with the smallest valid value and whether it must be an integer.
-# "quantizer_<name>" forwards <name> to an IVF index's coarse quantizer.
-_KNOWN_PARAMS: dict[str, tuple[float, bool]] = {
-    "nprobe": (1, True),
-    "efSearch": (1, True),
-    "efConstruction": (1, True),
-    "max_codes": (0, True),
-    "ht": (0, True),
-    "k_factor": (1, False),
-    "k_factor_rf": (1, True),
-    "prune_headroom": (0, False),
-    "verbose": (0, True),
-}
-_QUANTIZER_PREFIX = "quantizer_"
-
-# (index class, parameter) pairs already reported as not applicable: logged once per process.
-_reported_inapplicable: set[tuple[str, str]] = set()
 
 
 class TrainingDataError(ValueError):
@@ -95,77 +101,6 @@ class TrainingNeed:
     component: str
     centroids: int
     kind: str
-
-
-# --------------------------------------------------------------------------- threads
-
-
-@contextlib.contextmanager
-def faiss_threads(num_threads: int | None) -> Iterator[None]:
-    """Run the body with FAISS's OpenMP thread count set to ``num_threads``, then restore it.
-
-    The count is OpenMP's setting for the calling thread, used by every FAISS call it
-    makes; this is the only place vgloc changes it. Pass ``None`` to leave it as it is
-    (OpenMP's default: all cores, or ``OMP_NUM_THREADS``). On a machine shared with other
-    busy processes, FAISS's spinning OpenMP threads slow down sharply (PQ training ran
-    5x slower with 2 threads than with 1 on a loaded 2-core machine): use 1 there.
-
-    Args:
-        num_threads: threads for FAISS inside the block (>= 1), or None.
-    """
-    if num_threads is None:
-        yield
-        return
-    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
-        raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
-    previous = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(previous)
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def _as_float32_matrix(x: np.ndarray, what: str, dim: int | None = None) -> np.ndarray:
-    """Check a (N, D) float matrix and return it as C-contiguous float32 (no copy when possible)."""
-    arr = np.asarray(x)
-    if arr.ndim != 2:
-        raise ValueError(f"{what} must be a 2-D array (N, D), got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise ValueError(f"{what} must be floating point, got dtype {arr.dtype}")
-    if dim is not None and arr.shape[1] != dim:
-        raise ValueError(f"{what} have dimension {arr.shape[1]}, the index expects {dim}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
-
-
-def check_normalized(x: np.ndarray, what: str = "descriptors", *, offset: int = 0) -> None:
-    """Raise ValueError when any row is non-finite or not L2-normalised.
-
-    Inner product equals cosine similarity only on unit vectors; a forgotten
-    normalisation silently favours large-norm database vectors, so it is refused.
-
-    Args:
-        x: (N, D) float array.
-        what: a name for the error message.
-        offset: added to row numbers in the message (when ``x`` is a chunk).
-    """
-    x = np.asarray(x)
-    finite = np.isfinite(x).all(axis=1)
-    if not finite.all():
-        row = int(np.flatnonzero(~finite)[0]) + offset
-        raise ValueError(f"{what}: row {row} contains NaN or infinity")
-    norms = np.linalg.norm(x.astype(np.float32, copy=False), axis=1)
-    bad = np.abs(norms - 1.0) > NORM_TOLERANCE
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"{what} must be L2-normalised (inner product = cosine similarity): row "
-            f"{row + offset} has norm {norms[row]:.4g} ({int(bad.sum())} of {len(x)} rows are off "
-            f"by more than {NORM_TOLERANCE}); normalise with x / np.linalg.norm(x, axis=1, keepdims=True)"
-        )
 
 
 # --------------------------------------------------------------------------- building
@@ -263,13 +198,6 @@ def _prepare_clustering(index: faiss.Index, seed: int) -> None:
             "parameter; append 'np' to the PQ in the factory string (e.g. PQ64np) to skip it",
             type(ix).__name__,
         )
-
-
-def _transforms(ix: faiss.IndexPreTransform) -> list[faiss.VectorTransform]:
-    """The downcast vector transforms of a pre-transform index, in order."""
-    # faiss's stubs type ``chain`` as a list, but at run time it is a SWIG std::vector.
-    chain: Any = ix.chain
-    return [faiss.downcast_VectorTransform(chain.at(i)) for i in range(chain.size())]
 
 
 def _suggest_nlist(n_train: int) -> int:
@@ -461,246 +389,3 @@ def build_faiss_index(
         add_vectors(index, descriptors, progress=progress)
     logger.info("added %d vectors to %s in %.1f s", n, factory, time.perf_counter() - t0)
     return index
-
-
-# --------------------------------------------------------------------------- search params
-
-
-def parse_search_params(params: str | None) -> dict[str, float]:
-    """Parse a FAISS search-parameter string such as ``"nprobe=16,efSearch=64"``.
-
-    Args:
-        params: comma-separated ``name=value`` pairs; None or ``""`` for none.
-
-    Returns:
-        An ordered dict name -> value.
-
-    Raises:
-        ValueError: malformed pair, duplicate or unknown name (with the closest known
-            name), a value that is not a number, not an integer where one is needed,
-            or below the parameter's minimum (e.g. ``nprobe=0``).
-    """
-    if params is None:
-        return {}
-    if not isinstance(params, str):
-        raise ValueError(f"search params must be a string like 'nprobe=16', got {params!r}")
-    out: dict[str, float] = {}
-    for raw in params.split(","):
-        item = raw.strip()
-        if not item:
-            if params.strip():
-                raise ValueError(f"search params {params!r}: empty entry between commas")
-            continue
-        name, sep, value_s = item.partition("=")
-        name, value_s = name.strip(), value_s.strip()
-        if not sep or not name or not value_s:
-            raise ValueError(f"search params {params!r}: expected name=value, got {item!r}")
-        base = name[len(_QUANTIZER_PREFIX) :] if name.startswith(_QUANTIZER_PREFIX) else name
-        if base not in _KNOWN_PARAMS:
-            known = sorted(_KNOWN_PARAMS)
-            close = difflib.get_close_matches(base, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ValueError(
-                f"search params {params!r}: unknown parameter {name!r}{hint} "
-                f"(known: {', '.join(known)}, and quantizer_<name> for an IVF's quantizer)"
-            )
-        if name in out:
-            raise ValueError(f"search params {params!r}: parameter {name!r} given twice")
-        try:
-            value = float(value_s)
-        except ValueError:
-            raise ValueError(
-                f"search params {params!r}: value of {name!r} is not a number: {value_s!r}"
-            ) from None
-        minimum, integer = _KNOWN_PARAMS[base]
-        if math.isnan(value) or (math.isinf(value) and base != "max_codes"):
-            raise ValueError(f"search params {params!r}: {name}={value_s} is not finite")
-        if integer and math.isfinite(value) and value != int(value):
-            raise ValueError(f"search params {params!r}: {name} must be an integer, got {value_s}")
-        if value < minimum:
-            raise ValueError(f"search params {params!r}: {name} must be >= {minimum:g}, got {value_s}")
-        out[name] = value
-    return out
-
-
-def describe_index(index: faiss.Index) -> str:
-    """A short name of an index's structure, e.g. ``"IndexPreTransform(PCAMatrix -> IndexIVFPQ)"``."""
-    ix = faiss.downcast_index(index)
-    if isinstance(ix, faiss.IndexPreTransform):
-        chain = [type(vt).__name__ for vt in _transforms(ix)]
-        return f"IndexPreTransform({' -> '.join([*chain, describe_index(ix.index)])})"
-    return type(ix).__name__
-
-
-def apply_search_params(
-    index: faiss.Index, params: str | dict[str, float] | None, *, strict: bool = False
-) -> dict[str, float]:
-    """Set search-time parameters on ``index`` through ``faiss.ParameterSpace``.
-
-    Args:
-        index: the FAISS index (modified in place; the values stay in force).
-        params: a parameter string (see :func:`parse_search_params`), a parsed dict, or None.
-        strict: raise instead of skipping a parameter the index does not have.
-
-    Returns:
-        The parameters that were applied (those that did not apply are left out).
-
-    Raises:
-        ValueError: malformed/unknown parameters; with ``strict``, a parameter that does
-            not apply to this index (e.g. ``nprobe`` on a Flat index).
-    """
-    parsed = params if isinstance(params, dict) else parse_search_params(params)
-    space = faiss.ParameterSpace()
-    applied: dict[str, float] = {}
-    for name, value in parsed.items():
-        try:
-            space.set_index_parameter(index, name, float(value))
-        except RuntimeError as e:
-            if "could not set parameter" not in str(e):
-                raise ValueError(f"search parameter {name}={value:g}: {_faiss_message(e)}") from e
-            kind = describe_index(index)
-            if strict:
-                raise ValueError(
-                    f"search parameter {name!r} does not apply to this index ({kind}); "
-                    "nprobe is for IVF indexes, efSearch for HNSW"
-                ) from None
-            if (kind, name) not in _reported_inapplicable:
-                _reported_inapplicable.add((kind, name))
-                logger.info("search parameter %r does not apply to this index (%s); ignored", name, kind)
-            continue
-        applied[name] = float(value)
-    return applied
-
-
-# --------------------------------------------------------------------------- search
-
-
-def search(
-    index: faiss.Index,
-    queries: np.ndarray,
-    k: int,
-    params: str | None = DEFAULT_SEARCH_PARAMS,
-    *,
-    strict: bool = False,
-    num_threads: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` inner-product search.
-
-    ``k`` larger than the index is clipped to ``index.ntotal``. Approximate indexes can
-    still find fewer than ``k`` vectors for a query (an IVF whose probed lists hold fewer
-    than ``k``): those slots are at the end of the row with id ``-1`` and similarity
-    ``-inf``, so that rows keep one length; callers must skip ids < 0.
-
-    Args:
-        index: a FAISS index built with the inner-product metric.
-        queries: (Q, D) L2-normalised float queries; a single (D,) query is treated as (1, D).
-        k: number of neighbours (>= 1).
-        params: search parameters applied before searching (see
-            :func:`apply_search_params`); None leaves the index's current settings.
-        strict: raise when a parameter does not apply to this index.
-        num_threads: FAISS threads for this search (None: leave FAISS's setting).
-
-    Returns:
-        ``(similarities, ids)``: float32 (Q, k') in decreasing order and int64 (Q, k'),
-        where ``k' = min(k, index.ntotal)``.
-
-    Shape:
-        queries: (Q, D) -> similarities, ids: (Q, min(k, ntotal)).
-    """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    q = np.asarray(queries)
-    if q.ndim == 1:
-        q = q[None, :]
-    q = _as_float32_matrix(q, "queries", index.d)
-    check_normalized(q, "queries")
-    if params is not None:
-        apply_search_params(index, params, strict=strict)
-    k_eff = min(int(k), int(index.ntotal))
-    if k_eff == 0 or len(q) == 0:
-        return np.zeros((len(q), k_eff), np.float32), np.zeros((len(q), k_eff), np.int64)
-    with faiss_threads(num_threads):
-        sims, ids = index.search(q, k_eff)
-    sims = np.asarray(sims, dtype=np.float32)
-    ids = np.asarray(ids, dtype=np.int64)
-    sims[ids < 0] = -np.inf  # FAISS pads with -FLT_MAX; -inf cannot be mistaken for a score
-    return sims, ids
-
-
-def exact_search(
-    database: np.ndarray, queries: np.ndarray, k: int, *, num_threads: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The exact oracle: brute-force inner-product top-``k`` (FAISS ``knn``, no index copy).
-
-    Args:
-        database: (N, D) L2-normalised descriptors.
-        queries: (Q, D) L2-normalised queries.
-        k: neighbours per query; clipped to N.
-        num_threads: FAISS threads (None: leave FAISS's setting).
-
-    Returns:
-        ``(similarities float32 (Q, k'), ids int64 (Q, k'))`` with ``k' = min(k, N)``.
-
-    Shape:
-        database: (N, D), queries: (Q, D) -> (Q, min(k, N)).
-    """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    db = _as_float32_matrix(database, "database descriptors")
-    q = _as_float32_matrix(np.atleast_2d(np.asarray(queries)), "queries", db.shape[1])
-    k_eff = min(int(k), len(db))
-    if k_eff == 0 or len(q) == 0:
-        return np.zeros((len(q), k_eff), np.float32), np.zeros((len(q), k_eff), np.int64)
-    with faiss_threads(num_threads):
-        sims, ids = faiss.knn(q, db, k_eff, metric=faiss.METRIC_INNER_PRODUCT)
-    return np.asarray(sims, np.float32), np.asarray(ids, np.int64)
-
-
-# --------------------------------------------------------------------------- measures
-
-
-def knn_recall_at_1(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:
-    """Fraction of queries whose approximate top-1 is the exact top-1 (1-recall@1).
-
-    Args:
-        approx_ids: (Q, >=1) ids from an approximate index.
-        exact_ids: (Q, >=1) ids from :func:`exact_search`.
-
-    Returns:
-        A float in [0, 1].
-    """
-    a, e = np.asarray(approx_ids), np.asarray(exact_ids)
-    if a.ndim != 2 or e.ndim != 2 or len(a) != len(e) or a.shape[1] < 1 or e.shape[1] < 1:
-        raise ValueError(f"id arrays must be (Q, k>=1) with equal Q, got {a.shape} and {e.shape}")
-    return float(np.mean(a[:, 0] == e[:, 0])) if len(a) else float("nan")
-
-
-def knn_overlap_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray, k: int) -> float:
-    """Mean share of the exact top-``k`` found in the approximate top-``k`` (k-recall@k).
-
-    Args:
-        approx_ids: (Q, >=k) ids from an approximate index (-1 for missing).
-        exact_ids: (Q, >=k) exact ids.
-        k: the cut-off.
-
-    Returns:
-        A float in [0, 1].
-    """
-    a, e = np.asarray(approx_ids), np.asarray(exact_ids)
-    if a.ndim != 2 or e.ndim != 2 or len(a) != len(e) or min(a.shape[1], e.shape[1]) < k or k < 1:
-        raise ValueError(f"id arrays must be (Q, >={k}) with equal Q, got {a.shape} and {e.shape}")
-    if not len(a):
-        return float("nan")
-    hits = [len(np.intersect1d(a[i, :k][a[i, :k] >= 0], e[i, :k])) for i in range(len(a))]
-    return float(np.mean(hits) / k)
-
-
-def _faiss_message(e: BaseException) -> str:
-    """The useful part of a FAISS C++ exception, without the function/file/line preamble."""
-    text = str(e).strip()
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    last = lines[-1] if lines else text
-    # "Error in <function> at <file>:<line>: Error: '<check>' failed: <message>" -> "<message>"
-    m = re.search(r" at \S+:\d+: (.*)$", last)
-    msg = m.group(1) if m else last
-    return re.sub(r"^Error: '.*?' failed: ", "", msg)

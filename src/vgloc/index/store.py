@@ -15,236 +15,74 @@ index built by another model or with another dimension, from a newer format
 version, with missing, truncated or corrupted files, or whose parts disagree
 (FAISS ``ntotal`` vs. number of images), and every error names what was
 expected, what was found and the file at fault. Nothing is ever unpickled.
+
+The metadata and its errors live in :mod:`vgloc.index.metadata`, the file helpers
+and the Parquet image table in :mod:`vgloc.index.files`; their public names are
+re-exported here.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import logging
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import faiss
 import numpy as np
 
-from vgloc._version import __version__
 from vgloc.data.records import GeoImageSet
-from vgloc.geo import MetricFrame
 from vgloc.index.faiss_index import (
     DEFAULT_SEARCH_PARAMS,
     build_faiss_index,
     parse_search_params,
 )
 from vgloc.index.faiss_index import search as faiss_search
+from vgloc.index.files import (
+    _describe_extra_columns,
+    _file_record,
+    _flush,
+    _is_index_dir,
+    _read_images,
+    _verify_file,
+    _write_images,
+)
+from vgloc.index.metadata import (
+    DESCRIPTOR_DTYPES,
+    DESCRIPTORS_FILE,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    IMAGES_FILE,
+    INDEX_FILE,
+    METADATA_FILE,
+    IndexCorruptError,
+    IndexMetadata,
+    IndexMismatchError,
+    IndexStoreError,
+    _check_image_size,
+)
 from vgloc.io import atomic_path
 
-if TYPE_CHECKING:
-    import pyarrow as pa
+__all__ = [
+    "DESCRIPTORS_FILE",
+    "DESCRIPTOR_DTYPES",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "IMAGES_FILE",
+    "INDEX_FILE",
+    "METADATA_FILE",
+    "GeoIndex",
+    "IndexCorruptError",
+    "IndexMetadata",
+    "IndexMismatchError",
+    "IndexStoreError",
+]
 
 logger = logging.getLogger(__name__)
-
-FORMAT_NAME = "vgloc-index"
-#: Bump when the layout changes in a way older readers cannot handle; readers refuse newer.
-FORMAT_VERSION = 1
-
-INDEX_FILE = "index.faiss"
-DESCRIPTORS_FILE = "descriptors.npy"
-IMAGES_FILE = "images.parquet"
-METADATA_FILE = "metadata.json"
-
-DESCRIPTOR_DTYPES = ("float32", "float16")
-_BASE_COLUMNS = ("path", "lat", "lon", "utm_east", "utm_north", "heading")
-_EXTRA_PREFIX = "extra."
-_HASH_CHUNK = 1 << 20
-
-
-class IndexStoreError(ValueError):
-    """A geo-index that cannot be used: base class of the errors below."""
-
-
-class IndexMismatchError(IndexStoreError):
-    """The index is valid but not what the caller expects (model, dimension, format version)."""
-
-
-class IndexCorruptError(IndexStoreError):
-    """A file of the index is missing, truncated, corrupted or inconsistent with the others."""
-
-
-# --------------------------------------------------------------------------- metadata
-
-
-@dataclass
-class IndexMetadata:
-    """What ``metadata.json`` records about a geo-index.
-
-    Attributes:
-        model_spec: the model that produced the descriptors, e.g. ``"resnet18+gem+fc512"``.
-        descriptor_dim: descriptor dimension D.
-        faiss_factory: the FAISS factory string the index was built with.
-        num_images: number of database images (= FAISS ``ntotal``).
-        image_size: (H, W) the images were resized to for the descriptors, or None (native).
-        descriptor_dtype: dtype of ``descriptors.npy`` (``"float32"``/``"float16"``).
-        descriptors_stored: whether ``descriptors.npy`` is part of the index.
-        search_params: default FAISS search parameters.
-        metric: always ``"inner_product"`` (on L2-normalised descriptors).
-        metric_frame: the UTM frame of ``utm_east``/``utm_north``; None for metric-only
-            images (no zone, NaN lat/lon) and for world-wide ones (no single planar
-            frame: NaN ``utm_east``/``utm_north``, lat/lon kept; see ``vgloc.data.records``).
-        image_set_name: ``GeoImageSet.name`` of the database.
-        created: ISO 8601 UTC time of the build.
-        vgloc_version: vgloc version that built the index.
-        faiss_version: FAISS version that built the index.
-        extra: free JSON-serialisable information (checkpoint hash, precision, ...).
-        extra_columns: per-image arrays of ``GeoImageSet.extra``: name -> dtype and shape.
-        files: name -> {"bytes", "sha256"} of the data files, written by :meth:`GeoIndex.save`.
-        format: ``"vgloc-index"``.
-        format_version: layout version (see :data:`FORMAT_VERSION`).
-    """
-
-    model_spec: str
-    descriptor_dim: int
-    faiss_factory: str
-    num_images: int
-    image_size: tuple[int, int] | None = None
-    descriptor_dtype: str = "float32"
-    descriptors_stored: bool = True
-    search_params: str = DEFAULT_SEARCH_PARAMS
-    metric: str = "inner_product"
-    metric_frame: MetricFrame | None = None
-    image_set_name: str = ""
-    created: str = ""
-    vgloc_version: str = __version__
-    faiss_version: str = field(default_factory=lambda: str(faiss.__version__))
-    extra: dict[str, Any] = field(default_factory=dict)
-    extra_columns: dict[str, dict[str, Any]] = field(default_factory=dict)
-    files: dict[str, dict[str, Any]] = field(default_factory=dict)
-    format: str = FORMAT_NAME
-    format_version: int = FORMAT_VERSION
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict, format name and version first."""
-        return {
-            "format": self.format,
-            "format_version": self.format_version,
-            "vgloc_version": self.vgloc_version,
-            "faiss_version": self.faiss_version,
-            "created": self.created,
-            "model_spec": self.model_spec,
-            "image_size": list(self.image_size) if self.image_size is not None else None,
-            "descriptor_dim": self.descriptor_dim,
-            "descriptor_dtype": self.descriptor_dtype,
-            "descriptors_stored": self.descriptors_stored,
-            "metric": self.metric,
-            "faiss_factory": self.faiss_factory,
-            "search_params": self.search_params,
-            "num_images": self.num_images,
-            "image_set_name": self.image_set_name,
-            "metric_frame": self.metric_frame.to_dict() if self.metric_frame is not None else None,
-            "extra_columns": self.extra_columns,
-            "files": self.files,
-            "extra": self.extra,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], source: str = METADATA_FILE) -> IndexMetadata:
-        """Parse and check a metadata dict (format name and version first).
-
-        Args:
-            d: the parsed ``metadata.json``.
-            source: the file name for error messages.
-
-        Raises:
-            IndexCorruptError: not a vgloc index, or missing/ill-typed fields.
-            IndexMismatchError: a format version this vgloc cannot read.
-        """
-        if not isinstance(d, dict):
-            raise IndexCorruptError(f"{source}: expected a JSON object, found {type(d).__name__}")
-        if d.get("format") != FORMAT_NAME:
-            raise IndexCorruptError(
-                f"{source}: not a vgloc index (format {d.get('format')!r}, expected {FORMAT_NAME!r})"
-            )
-        version = d.get("format_version")
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise IndexCorruptError(f"{source}: invalid format_version {version!r}")
-        if version > FORMAT_VERSION:
-            raise IndexMismatchError(
-                f"{source}: index format version {version} was written by a newer vgloc "
-                f"({d.get('vgloc_version')}); this vgloc {__version__} reads format version "
-                f"{FORMAT_VERSION} at most. Upgrade vgloc or rebuild the index."
-            )
-
-        def get(key: str, types: type | tuple[type, ...], *, optional: bool = False) -> Any:
-            if key not in d:
-                raise IndexCorruptError(f"{source}: missing field {key!r}")
-            value = d[key]
-            if value is None and optional:
-                return None
-            if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-                raise IndexCorruptError(f"{source}: field {key!r} has invalid value {value!r}")
-            if not isinstance(value, types):
-                raise IndexCorruptError(f"{source}: field {key!r} has invalid value {value!r}")
-            return value
-
-        image_size = get("image_size", list, optional=True)
-        if image_size is not None:
-            image_size = _check_image_size(image_size, source, IndexCorruptError)
-        frame = get("metric_frame", dict, optional=True)
-        try:
-            metric_frame = MetricFrame.from_dict(frame) if frame is not None else None
-        except (KeyError, TypeError, ValueError) as e:
-            raise IndexCorruptError(f"{source}: invalid metric_frame {frame!r}") from e
-        meta = cls(
-            model_spec=get("model_spec", str),
-            descriptor_dim=get("descriptor_dim", int),
-            faiss_factory=get("faiss_factory", str),
-            num_images=get("num_images", int),
-            image_size=image_size,
-            descriptor_dtype=get("descriptor_dtype", str),
-            descriptors_stored=get("descriptors_stored", bool),
-            search_params=get("search_params", str),
-            metric=get("metric", str),
-            metric_frame=metric_frame,
-            image_set_name=get("image_set_name", str),
-            created=get("created", str),
-            vgloc_version=get("vgloc_version", str),
-            faiss_version=get("faiss_version", str),
-            extra=get("extra", dict),
-            extra_columns=get("extra_columns", dict),
-            files=get("files", dict),
-            format=FORMAT_NAME,
-            format_version=version,
-        )
-        if meta.descriptor_dim < 1 or meta.num_images < 0:
-            raise IndexCorruptError(
-                f"{source}: invalid descriptor_dim {meta.descriptor_dim} or num_images {meta.num_images}"
-            )
-        if meta.descriptor_dtype not in DESCRIPTOR_DTYPES:
-            raise IndexCorruptError(
-                f"{source}: descriptor_dtype {meta.descriptor_dtype!r} is not one of {DESCRIPTOR_DTYPES}"
-            )
-        if meta.metric != "inner_product":
-            raise IndexCorruptError(f"{source}: unsupported metric {meta.metric!r}")
-        return meta
-
-
-def _check_image_size(image_size: Any, what: str, err: type[ValueError] = ValueError) -> tuple[int, int]:
-    """(H, W) of positive integers, or ``err`` naming ``what``."""
-    if (
-        not isinstance(image_size, (list, tuple))
-        or len(image_size) != 2
-        or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in image_size)
-    ):
-        raise err(f"{what}: image_size must be (H, W) of positive integers or None, got {image_size!r}")
-    return int(image_size[0]), int(image_size[1])
-
-
-# --------------------------------------------------------------------------- the index
 
 
 class GeoIndex:
@@ -644,146 +482,3 @@ class GeoIndex:
                 f"{where}index holds {self._metadata.descriptor_dim}-d descriptors, the query model gives "
                 f"{descriptor_dim}-d"
             )
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _is_index_dir(path: Path) -> bool:
-    """Whether ``path`` holds a ``metadata.json`` naming the vgloc index format."""
-    try:
-        return json.loads((path / METADATA_FILE).read_text(encoding="utf-8")).get("format") == FORMAT_NAME
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def _flush(f: Any) -> None:
-    """Flush ``f`` to disk so the rename never publishes data still in the page cache only."""
-    f.flush()
-    os.fsync(f.fileno())
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _file_record(path: Path) -> dict[str, Any]:
-    """Size and SHA-256 of a written file (fsynced first)."""
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-    return {"bytes": path.stat().st_size, "sha256": _sha256(path)}
-
-
-def _verify_file(path: Path, record: dict[str, Any], checksum: bool) -> None:
-    """Raise IndexCorruptError naming ``path`` when it is missing, truncated or altered."""
-    if not path.is_file():
-        raise IndexCorruptError(f"{path} is missing from the index directory")
-    size = path.stat().st_size
-    if size != record.get("bytes"):
-        raise IndexCorruptError(
-            f"{path}: {size} bytes, {METADATA_FILE} recorded {record.get('bytes')} "
-            "(truncated or replaced file)"
-        )
-    if checksum and _sha256(path) != record.get("sha256"):
-        raise IndexCorruptError(f"{path}: SHA-256 does not match {METADATA_FILE} (corrupted file)")
-
-
-def _describe_extra_columns(images: GeoImageSet) -> dict[str, dict[str, Any]]:
-    """dtype and per-row shape of each ``images.extra`` array; refuses what Parquet cannot hold."""
-    out: dict[str, dict[str, Any]] = {}
-    for key, values in images.extra.items():
-        arr = np.asarray(values)
-        if arr.ndim < 1 or len(arr) != len(images):
-            raise ValueError(f"images.extra[{key!r}] has shape {arr.shape}; expected {len(images)} rows")
-        if arr.dtype.kind not in "biufUSMm?O":
-            raise ValueError(f"images.extra[{key!r}]: dtype {arr.dtype} cannot be stored")
-        if arr.ndim > 1 and arr.dtype.kind not in "biuf?":
-            raise ValueError(f"images.extra[{key!r}]: only numeric arrays can have more than one dimension")
-        out[str(key)] = {"dtype": arr.dtype.str, "shape": list(arr.shape[1:])}
-    return out
-
-
-def _write_images(path: Path, images: GeoImageSet, extra_columns: dict[str, dict[str, Any]]) -> None:
-    """Write the image table as Parquet (pyarrow is imported here: it is slow to import)."""
-    import pyarrow.parquet as pq
-
-    pq.write_table(_images_to_table(images, extra_columns), str(path))
-
-
-def _images_to_table(images: GeoImageSet, extra_columns: dict[str, dict[str, Any]]) -> pa.Table:
-    """The image set as an Arrow table (one row per image, in id order)."""
-    import pyarrow as pa
-
-    columns: dict[str, pa.Array] = {
-        "path": pa.array([str(p) for p in images.paths], type=pa.string()),
-        "lat": pa.array(images.latlon[:, 0], type=pa.float64()),
-        "lon": pa.array(images.latlon[:, 1], type=pa.float64()),
-        "utm_east": pa.array(images.utm[:, 0], type=pa.float64()),
-        "utm_north": pa.array(images.utm[:, 1], type=pa.float64()),
-        "heading": pa.array(images.heading, type=pa.float64()),
-    }
-    for key in extra_columns:
-        arr = np.asarray(images.extra[key])
-        try:
-            if arr.ndim == 1:
-                col = pa.array(arr.tolist() if arr.dtype.kind in "US" else arr)
-            else:
-                flat = np.ascontiguousarray(arr).reshape(-1)
-                col = pa.FixedSizeListArray.from_arrays(pa.array(flat), int(np.prod(arr.shape[1:])))
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
-            raise ValueError(f"images.extra[{key!r}] cannot be stored in Parquet: {e}") from e
-        columns[_EXTRA_PREFIX + key] = col
-    return pa.table(columns)
-
-
-def _read_images(path: Path, meta: IndexMetadata) -> GeoImageSet:
-    """Read ``images.parquet`` back into the exact GeoImageSet that was saved."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(str(path))
-    except (pa.ArrowException, OSError) as e:
-        raise IndexCorruptError(f"{path}: cannot read the image table ({e})") from e
-    wanted = [*_BASE_COLUMNS, *(_EXTRA_PREFIX + k for k in meta.extra_columns)]
-    missing = [c for c in wanted if c not in table.column_names]
-    if missing:
-        raise IndexCorruptError(f"{path}: missing columns {missing}")
-    if table.num_rows != meta.num_images:
-        raise IndexCorruptError(f"{path}: {table.num_rows} images, {METADATA_FILE} says {meta.num_images}")
-
-    def floats(name: str) -> np.ndarray:
-        col = table.column(name)
-        if not pa.types.is_floating(col.type):
-            raise IndexCorruptError(f"{path}: column {name!r} has type {col.type}, expected float64")
-        return col.to_numpy().astype(np.float64)
-
-    n = table.num_rows
-    extra: dict[str, np.ndarray] = {}
-    for key, info in meta.extra_columns.items():
-        col = table.column(_EXTRA_PREFIX + key).combine_chunks()
-        shape = tuple(int(s) for s in info.get("shape", []))
-        try:
-            if shape:
-                values = col.flatten().to_numpy(zero_copy_only=False).reshape((n, *shape))
-            else:
-                values = col.to_numpy(zero_copy_only=False)
-            extra[key] = values.astype(np.dtype(info["dtype"]), copy=False)
-        except (KeyError, TypeError, ValueError) as e:
-            raise IndexCorruptError(f"{path}: cannot restore extra column {key!r} ({e})") from e
-    paths = table.column("path").to_pylist()
-    if any(not isinstance(p, str) for p in paths):
-        raise IndexCorruptError(f"{path}: column 'path' has missing or non-text values")
-    return GeoImageSet(
-        paths=[Path(p) for p in paths],
-        utm=np.stack([floats("utm_east"), floats("utm_north")], 1).reshape(n, 2),
-        latlon=np.stack([floats("lat"), floats("lon")], 1).reshape(n, 2),
-        heading=floats("heading"),
-        frame=meta.metric_frame,
-        name=meta.image_set_name,
-        extra=extra,
-    )

@@ -1,5 +1,9 @@
 """Aggregators: dense feature map -> one global vector.
 
+This module stays one file (just over 500 lines) because the registry, every aggregator
+it builds and NetVLAD's data-driven initialisation share one set of spec names and
+parameter layouts; splitting would separate NetVLAD from its initialisation.
+
 Registered names (the spec string's middle part):
 
 - ``avg``, ``max``, ``gem``: global pooling of the feature map after L2-normalising

@@ -1,5 +1,9 @@
 """The procedural city: a street grid of blocks, building footprints with facade styles, poses.
 
+This module stays one file because :meth:`CityMap.generate` draws the blocks, buildings,
+faces and street furniture from one seeded generator in a fixed order and the pose and
+lookup queries read the arrays it builds; splitting would scatter one data structure.
+
 Coordinates. A city lives in a *local* metric frame: ``x`` metres east and ``y``
 metres north of the city's south-west corner. The local frame is a translation
 of one UTM zone (:class:`vgloc.geo.MetricFrame`, the zone of the anchor), so

@@ -1,5 +1,9 @@
 """CPU renderer of the synthetic city: street-level perspective views and aerial tiles.
 
+This module stays one file because the renderer's vectorised passes share per-column
+ray-cast state and one set of hashing, noise, ground and finishing helpers (aerial tiles
+reuse them too); splitting would scatter one algorithm.
+
 Street views are ray cast per image column (a "2.5-D" renderer, as in early
 first-person games): all walls are vertical and axis-aligned, so one horizontal
 ray per column finds the walls it crosses, and each wall covers one vertical
