@@ -36,6 +36,7 @@ __all__ = [
     "METRICS",
     "PREDICTORS",
     "RERANKERS",
+    "TRAINING_ADDONS",
     "TRAINING_METHODS",
     "Registry",
     "RegistryEntry",
@@ -223,6 +224,7 @@ class Registry(Generic[T]):
 #   METRICS                         vgloc.evaluation     (predictions + truth -> numbers)
 #   RERANKERS                       vgloc.rerank         (top-K candidates -> re-ordered)
 #   TRAINING_METHODS                vgloc.training       (trainer, config section, preset, help)
+#   TRAINING_ADDONS                 vgloc.training       (loss terms, parameters, state through hooks)
 #   COMMANDS                        vgloc.cli            (one module per command)
 BACKBONES: Registry[Any] = Registry("backbone")
 AGGREGATORS: Registry[Any] = Registry("aggregator")
@@ -232,4 +234,5 @@ PREDICTORS: Registry[Any] = Registry("predictor")
 METRICS: Registry[Any] = Registry("metric")
 RERANKERS: Registry[Any] = Registry("reranker")
 TRAINING_METHODS: Registry[Any] = Registry("training method")
+TRAINING_ADDONS: Registry[Any] = Registry("training add-on")
 COMMANDS: Registry[Any] = Registry("command")

@@ -62,7 +62,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from vgloc.registry import Registry
+from vgloc.registry import TRAINING_ADDONS, Registry
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -84,7 +84,7 @@ __all__ = [
 
 #: Registered add-ons (``vgloc.registry`` declares the component kinds of the toolkit;
 #: add-ons are part of training, so their table lives here).
-ADDONS: Registry[Any] = Registry("training add-on")
+ADDONS: Registry[Any] = TRAINING_ADDONS  # declared with the other registries in vgloc.registry
 
 
 @dataclass
