@@ -58,3 +58,34 @@ def test_bad_inputs_are_refused() -> None:
         recall_at_n(predictions, positives[:4], (1,))
     with pytest.raises(ValueError, match="positive integers"):
         recall_at_n(predictions, positives, (0,))
+
+
+def _first_correct_rank_loop(predictions: np.ndarray, positives: list[np.ndarray]) -> np.ndarray:
+    """The former implementation (a Python loop per query), kept as the reference."""
+    ranks = np.full(len(predictions), -1, dtype=np.int64)
+    for q, (row, pos) in enumerate(zip(predictions, positives, strict=True)):
+        hits = np.flatnonzero(np.isin(row, pos) & (row >= 0))
+        if hits.size:
+            ranks[q] = hits[0]
+    return ranks
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_vectorised_ranks_equal_the_loop_on_random_data(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_q, n_db, k = 500, 300, 20
+    predictions = rng.integers(-1, n_db, size=(n_q, k))  # includes -1 empty slots and repeats
+    positives = [rng.integers(-1, n_db, size=rng.integers(0, 12)) for _ in range(n_q)]
+    positives[0] = np.zeros(0, dtype=np.int64)
+    positives[1] = np.array([n_db + 50])  # a positive beyond every prediction
+    expected = _first_correct_rank_loop(predictions, positives)
+    assert np.array_equal(first_correct_rank(predictions, positives), expected)
+    found = expected >= 0
+    want = {n: float(100.0 * np.mean(found & (expected < n))) for n in (1, 5, 10, 20)}
+    assert recall_at_n(predictions, positives, (1, 5, 10, 20)) == want
+
+
+def test_vectorised_ranks_take_lists_and_empty_inputs() -> None:
+    assert first_correct_rank(np.array([[2, 1]]), [[1]]).tolist() == [1]
+    assert first_correct_rank(np.zeros((2, 0), dtype=int), [[1], []]).tolist() == [-1, -1]
+    assert first_correct_rank(np.array([[0, 1]]), [np.array([], dtype=int)]).tolist() == [-1]

@@ -32,11 +32,33 @@ def first_correct_rank(predictions: np.ndarray, positives: Sequence[np.ndarray])
         raise ValueError(f"predictions must be (Q, K), got shape {predictions.shape}")
     if len(positives) != len(predictions):
         raise ValueError(f"{len(predictions)} prediction rows but {len(positives)} positive lists")
-    ranks = np.full(len(predictions), -1, dtype=np.int64)
-    for q, (row, pos) in enumerate(zip(predictions, positives, strict=True)):
-        hits = np.flatnonzero(np.isin(row, pos) & (row >= 0))
-        if hits.size:
-            ranks[q] = hits[0]
+    n_q, k = predictions.shape
+    ranks = np.full(n_q, -1, dtype=np.int64)
+    if n_q == 0 or k == 0:
+        return ranks
+    # Vectorised membership test: every (query, positive) pair becomes one int64 key
+    # q * width + db, sorted once; each prediction slot is then looked up with one
+    # np.searchsorted over the whole (Q, K) array, with no Python loop per query.
+    pos_arrays = [np.asarray(p).astype(np.int64, copy=False).ravel() for p in positives]
+    counts = np.fromiter((len(a) for a in pos_arrays), dtype=np.int64, count=n_q)
+    if counts.sum() == 0:
+        return ranks
+    pos_flat = np.concatenate(pos_arrays)
+    pos_query = np.repeat(np.arange(n_q, dtype=np.int64), counts)
+    keep = pos_flat >= 0  # a negative "positive" can never match a valid (>= 0) slot
+    pos_flat, pos_query = pos_flat[keep], pos_query[keep]
+    if pos_flat.size == 0:
+        return ranks
+    pred = predictions.astype(np.int64, copy=False)
+    width = int(max(pos_flat.max(), pred.max())) + 1
+    keys = np.sort(pos_query * width + pos_flat)
+    valid = pred >= 0
+    wanted = np.arange(n_q, dtype=np.int64)[:, None] * width + np.where(valid, pred, 0)
+    at = np.searchsorted(keys, wanted)
+    hit = keys[np.minimum(at, keys.size - 1)] == wanted
+    hit &= valid
+    any_hit = hit.any(axis=1)
+    ranks[any_hit] = hit[any_hit].argmax(axis=1)
     return ranks
 
 
