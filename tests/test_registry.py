@@ -89,3 +89,24 @@ def test_model_registries_are_filled_by_importing_vgloc_models() -> None:
     assert {"avg", "max", "gem", "netvlad", "crn"} <= set(AGGREGATORS.names())
     assert {"fc", "none"} <= set(HEADS.names())
     assert BACKBONES.metadata("resnet50")["channels"] == {"conv4": 1024, "conv5": 2048}
+
+
+def test_claimant_prefers_a_claiming_entry_and_falls_back() -> None:
+    reg: Registry[type] = Registry("thing")
+
+    class Everything:
+        @staticmethod
+        def claims(spec: str) -> bool:
+            raise AssertionError("the fallback is never asked")
+
+    class Sift:
+        @staticmethod
+        def claims(spec: str) -> bool:
+            return spec.startswith("sift")
+
+    with pytest.raises(RuntimeError, match="no fallback thing"):
+        reg.claimant("x")
+    reg.register("local", Everything, fallback=True)
+    reg.register("sift", Sift)
+    assert reg.claimant("sift+mnn") is Sift
+    assert reg.claimant("orb+mnn") is Everything

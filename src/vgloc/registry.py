@@ -177,6 +177,27 @@ class Registry(Generic[T]):
         """Return the read-only metadata of ``name``."""
         return self.entry(name).metadata
 
+    def claimant(self, spec: str) -> T:
+        """The entry that claims ``spec``: the first (by name) whose ``obj.claims(spec)`` is true,
+        else the one registered with ``fallback=True``.
+
+        For kinds whose members read spec strings (describers, re-rankers): each registered
+        class says which specs it reads, and one member takes everything else.
+
+        Raises:
+            RuntimeError: nothing claims ``spec`` and no fallback is registered.
+        """
+        fallback = None
+        for name in self.names():
+            entry = self._entries[name]
+            if entry.metadata.get("fallback"):
+                fallback = entry.obj
+            elif entry.obj.claims(spec):  # type: ignore[attr-defined]
+                return entry.obj
+        if fallback is None:
+            raise RuntimeError(f"no {self.kind} claims {spec!r} and no fallback {self.kind} is registered")
+        return fallback
+
     def names(self, pattern: str = "*") -> list[str]:
         """Sorted names matching a shell-style ``pattern`` (case-insensitive).
 

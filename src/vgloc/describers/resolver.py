@@ -24,17 +24,8 @@ __all__ = ["describer_for_index", "describer_kind_for_spec", "resolve_describer"
 
 
 def describer_kind_for_spec(spec: str) -> Any:
-    """The registered describer class that builds ``spec``."""
-    fallback = None
-    for name in DESCRIBERS.names():
-        entry = DESCRIBERS.entry(name)
-        if entry.metadata.get("fallback"):
-            fallback = entry.obj
-        elif entry.obj.claims(spec):
-            return entry.obj
-    if fallback is None:  # pragma: no cover - the package registers "net" at import
-        raise RuntimeError("no fallback describer is registered")
-    return fallback
+    """The registered describer class that builds ``spec`` (see :meth:`Registry.claimant`)."""
+    return DESCRIBERS.claimant(spec)
 
 
 def resolve_describer(

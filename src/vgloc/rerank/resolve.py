@@ -37,16 +37,8 @@ def reranker_kind_for_spec(spec: str) -> type[BaseReranker]:
     """
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"empty re-ranker spec {spec!r}: pass e.g. 'rootsift+mnn+ransac'")
-    fallback = None
-    for name in RERANKERS.names():
-        entry = RERANKERS.entry(name)
-        if entry.metadata.get("fallback"):
-            fallback = entry.obj
-        elif entry.obj.claims(spec):
-            return entry.obj
-    if fallback is None:  # pragma: no cover - vgloc.rerank registers "local" at import
-        raise RuntimeError("no fallback re-ranker is registered")
-    return fallback
+    kind: type[BaseReranker] = RERANKERS.claimant(spec)
+    return kind
 
 
 def resolve_reranker(spec: str | BaseReranker, cache: Any = None, **options: Any) -> BaseReranker:
