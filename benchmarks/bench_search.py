@@ -66,28 +66,49 @@ def unit_random(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def unit_mixture(n: int, centers: np.ndarray, spread: float, rng: np.random.Generator) -> np.ndarray:
-    """``n`` unit vectors ``normalise(c + spread * g / sqrt(D))`` around random centres."""
+def unit_mixture(
+    n: int, centers: np.ndarray, spread: float, rng: np.random.Generator, labels: np.ndarray | None = None
+) -> np.ndarray:
+    """``n`` unit vectors ``normalise(c + spread * g / sqrt(D))`` around random centres.
+
+    ``labels``, when given (an (n,) int array), receives each vector's centre: the
+    "place" it shows, for the place-recognition R@1 (same random draws either way).
+    """
     k, dim = centers.shape
     out = np.empty((n, dim), np.float32)
     for s in range(0, n, CHUNK):
         m = min(CHUNK, n - s)
-        x = centers[rng.integers(0, k, m)] + rng.standard_normal((m, dim), dtype=np.float32) * (
-            spread / np.sqrt(dim)
-        )
+        which = rng.integers(0, k, m)
+        if labels is not None:
+            labels[s : s + m] = which
+        x = centers[which] + rng.standard_normal((m, dim), dtype=np.float32) * (spread / np.sqrt(dim))
         out[s : s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
 
 
 def make_data(
     kind: str, n: int, n_queries: int, dim: int, args: argparse.Namespace
-) -> tuple[np.ndarray, np.ndarray]:
-    """Database (n, dim) and queries (n_queries, dim) of one kind, seeded."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Database (n, dim), queries (n_queries, dim) of one kind, seeded, and their places.
+
+    Places (clustered data only, else None) are the mixture components: a database
+    vector is a *positive* of a query when both come from the same component.
+    """
     rng = np.random.default_rng(args.seed)
     if kind == "random":
-        return unit_random(n, dim, rng), unit_random(n_queries, dim, rng)
+        return unit_random(n, dim, rng), unit_random(n_queries, dim, rng), None, None
     centers = unit_random(args.clusters, dim, rng)
-    return unit_mixture(n, centers, args.spread, rng), unit_mixture(n_queries, centers, args.spread, rng)
+    db_places, q_places = np.empty(n, np.int64), np.empty(n_queries, np.int64)
+    db = unit_mixture(n, centers, args.spread, rng, db_places)
+    return db, unit_mixture(n_queries, centers, args.spread, rng, q_places), db_places, q_places
+
+
+def place_recall_at_1(ids: np.ndarray, db_places: np.ndarray | None, q_places: np.ndarray | None) -> float:
+    """Place-recognition R@1: share of queries whose top-1 shows the query's place (NaN: no places)."""
+    if db_places is None or q_places is None:
+        return float("nan")
+    top = ids[:, 0]
+    return float(np.mean((top >= 0) & (db_places[np.maximum(top, 0)] == q_places)))
 
 
 def parse_config(text: str) -> tuple[str, list[str | None]]:
@@ -137,9 +158,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for kind in args.data:
         for n in args.sizes:
             t0 = time.perf_counter()
-            db, queries = make_data(kind, n, args.queries, args.dim, args)
+            db, queries, db_places, q_places = make_data(kind, n, args.queries, args.dim, args)
             logging.info("%s N=%d: data in %.1f s", kind, n, time.perf_counter() - t0)
             exact_ids: np.ndarray | None = None
+            exact_place_r1 = float("nan")
             for config in args.configs:
                 factory, param_list = parse_config(config)
                 if skipped(args.skip, kind, factory, n):
@@ -163,12 +185,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         exact_ids = search(index, queries, K, None)[1]
                     else:
                         exact_ids = exact_search(db, queries, K)[1]
+                    exact_place_r1 = place_recall_at_1(exact_ids, db_places, q_places)
                 for params in param_list:
                     if params:
                         apply_search_params(index, params, strict=True)
                     _, ids, batch_ms, single_ms, n_single = timed_search(
                         index, queries, args.single_queries, args.single_budget
                     )
+                    place_r1 = place_recall_at_1(ids, db_places, q_places)
                     row = {
                         "data": kind,
                         "n": n,
@@ -185,6 +209,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "recall_at_1": knn_recall_at_1(ids, exact_ids),
                         "recall_at_10": knn_overlap_at_k(ids, exact_ids, K),
                         "bytes_per_vector": round(bytes_per_vector, 1),
+                        "place_recall_at_1": place_r1,
+                        "place_r1_vs_exact": place_r1 / exact_place_r1
+                        if exact_place_r1 > 0
+                        else float("nan"),
                     }
                     results.append(row)
                     logging.info("%s", row)
@@ -216,7 +244,7 @@ def machine_info() -> dict[str, Any]:
 def markdown(results: list[dict[str, Any]]) -> str:
     head = (
         "| data | N | index | params | build s (train+add) | batch ms/q | single ms/q "
-        "| R@1 | R@10 | bytes/vec |\n|---|---:|---|---|---:|---:|---:|---:|---:|---:|"
+        "| R@1 | R@10 | bytes/vec | place R@1 (vs exact) |\n|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"
     )
     lines = [head]
     for r in results:
@@ -224,7 +252,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
             f"| {r['data']} | {r['n']:,} | {r['factory']} | {r['params'] or '-'} "
             f"| {r['build_s']:.1f} ({r['train_s']:.1f}+{r['add_s']:.1f}) "
             f"| {r['batch_ms_per_query']:.3f} | {r['single_ms_per_query']:.2f} "
-            f"| {r['recall_at_1']:.3f} | {r['recall_at_10']:.3f} | {r['bytes_per_vector']:.0f} |"
+            f"| {r['recall_at_1']:.3f} | {r['recall_at_10']:.3f} | {r['bytes_per_vector']:.0f} "
+            f"| {r['place_recall_at_1']:.3f} ({r['place_r1_vs_exact']:.3f}) |"
         )
     return "\n".join(lines)
 

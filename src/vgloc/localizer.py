@@ -64,7 +64,7 @@ def build_index(
     *,
     checkpoint: str | Path | None = None,
     pretrained: bool = False,
-    factory: str = "Flat",
+    factory: str = "auto",
     search_params: str | None = None,
     options: ExtractionOptions | None = None,
     descriptor_dtype: str = "float32",
@@ -80,8 +80,13 @@ def build_index(
         out: the index directory to write (atomically); None keeps it in memory only.
         checkpoint: weights for the model (vgloc or authors' format).
         pretrained: ImageNet backbone weights (network or cache).
-        factory: FAISS factory string (``"Flat"``, ``"IVF4096,PQ32"``, ``"HNSW32"``).
-        search_params: default FAISS search parameters stored with the index (``"nprobe=16"``).
+        factory: FAISS factory string (``"Flat"``, ``"IVF4096,PQ32"``, ``"HNSW32"``), or
+            ``"auto"`` (default): exact ``Flat`` up to
+            :data:`vgloc.index.AUTO_EXACT_MAX` images, a compact IVF-PQ index with
+            re-ranking above (:func:`vgloc.index.choose_index`; the choice is logged
+            and stored in the index metadata).
+        search_params: default FAISS search parameters stored with the index
+            (``"nprobe=16"``); None: the automatic choice's, or FAISS defaults.
         options: extraction options.
         descriptor_dtype: ``"float32"`` or ``"float16"`` for the stored descriptors.
         validate: open every image up front and report all unreadable ones at once.
@@ -104,7 +109,9 @@ def build_index(
     torch.manual_seed(seed)
     describer = resolve_describer(model, checkpoint, pretrained=pretrained)
     # A factory that cannot index D-dimensional vectors fails now, not after describing.
-    check_factory(describer.descriptor_dim, factory)
+    auto = factory.strip().lower() == "auto"
+    if not auto:
+        check_factory(describer.descriptor_dim, factory)
     initialized = describer.prepare(image_set.paths, options, seed)
     t0 = time.perf_counter()
     descriptors = describer.describe(image_set.paths, options)
@@ -126,7 +133,7 @@ def build_index(
         model_spec=describer.spec,
         image_size=options.image_size,
         factory=factory,
-        search_params=default_search_params(factory, search_params),
+        search_params=search_params if auto else default_search_params(factory, search_params),
         descriptor_dtype=descriptor_dtype,
         extra=extra,
     )

@@ -28,8 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--out", type=Path, required=True, help="index directory to write (atomically)")
     b.add_argument(
         "--factory",
-        default="Flat",
-        help="FAISS factory string: Flat (exact), IVF4096,PQ32, HNSW32, ... (default: Flat)",
+        default="auto",
+        help="FAISS factory string: auto (exact Flat up to 100,000 images, a compact IVF-PQ index with "
+        "re-ranking above), Flat, IVF4096,PQ32, HNSW32, ... (default: auto)",
     )
     b.add_argument("--search-params", default=None, help="default FAISS search parameters, e.g. nprobe=16")
     b.add_argument(
@@ -61,7 +62,10 @@ def run_build(args: argparse.Namespace) -> int:
         validate=not args.no_validate,
         seed=args.seed,
     )
-    print(f"indexed {len(index.images)} images -> {args.out} ({index.metadata.model_spec}, {args.factory})")
+    print(
+        f"indexed {len(index.images)} images -> {args.out} "
+        f"({index.metadata.model_spec}, {index.metadata.faiss_factory})"
+    )
     return 0
 
 

@@ -6,6 +6,7 @@ Example:
     >>> sims, ids = search(index, queries, k=10, params="nprobe=32")
 """
 
+from vgloc.index.auto import AUTO_EXACT_MAX, AUTO_FACTORY, IndexChoice, choose_index
 from vgloc.index.faiss_index import (
     DEFAULT_SEARCH_PARAMS,
     TrainingDataError,
@@ -36,10 +37,13 @@ from vgloc.index.store import (
 )
 
 __all__ = [
+    "AUTO_EXACT_MAX",
+    "AUTO_FACTORY",
     "DEFAULT_SEARCH_PARAMS",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "GeoIndex",
+    "IndexChoice",
     "IndexCorruptError",
     "IndexMetadata",
     "IndexMismatchError",
@@ -50,6 +54,7 @@ __all__ = [
     "apply_search_params",
     "build_faiss_index",
     "check_normalized",
+    "choose_index",
     "describe_index",
     "exact_search",
     "faiss_threads",

@@ -153,7 +153,7 @@ def training_needs(index: faiss.Index) -> list[TrainingNeed]:
     if isinstance(ix, (faiss.IndexIDMap, faiss.IndexIDMap2)):
         return training_needs(ix.index)
     if isinstance(ix, faiss.IndexRefine):
-        return training_needs(ix.base_index)
+        return training_needs(ix.base_index) + training_needs(ix.refine_index)
     if isinstance(ix, faiss.IndexHNSW):
         return training_needs(ix.storage)
     if isinstance(ix, faiss.IndexIVF):
@@ -181,6 +181,7 @@ def _prepare_clustering(index: faiss.Index, seed: int) -> None:
         return
     if isinstance(ix, faiss.IndexRefine):
         _prepare_clustering(ix.base_index, seed)
+        _prepare_clustering(ix.refine_index, seed)
         return
     if isinstance(ix, faiss.IndexHNSW):
         _prepare_clustering(ix.storage, seed)

@@ -34,6 +34,7 @@ from vgloc.index.faiss_common import (
 
 __all__ = [
     "DEFAULT_SEARCH_PARAMS",
+    "EXACT_CHUNK_ROWS",
     "apply_search_params",
     "describe_index",
     "exact_search",
@@ -234,16 +235,42 @@ def search(
     return sims, ids
 
 
+#: Database rows converted to float32 and searched at a time by :func:`exact_search`:
+#: 65,536 x 512 float32 is 128 MiB, whatever the database size.
+EXACT_CHUNK_ROWS = 65_536
+
+
+def _merge_top_k(
+    best_s: np.ndarray, best_i: np.ndarray, sims: np.ndarray, ids: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The top-``k`` of two (Q, *) candidate sets, by decreasing similarity then increasing id."""
+    s = np.concatenate([best_s, sims], axis=1)
+    i = np.concatenate([best_i, ids], axis=1)
+    order = np.lexsort((i, -s), axis=1)[:, :k]
+    return np.take_along_axis(s, order, 1), np.take_along_axis(i, order, 1)
+
+
 def exact_search(
-    database: np.ndarray, queries: np.ndarray, k: int, *, num_threads: int | None = None
+    database: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    *,
+    num_threads: int | None = None,
+    chunk_rows: int = EXACT_CHUNK_ROWS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The exact oracle: brute-force inner-product top-``k`` (FAISS ``knn``, no index copy).
+
+    The database is searched ``chunk_rows`` rows at a time (each converted to float32
+    on its own, so float16 arrays and memory maps never need a full float32 copy) and
+    the per-chunk top-``k`` are merged: memory stays bounded at any database size.
+    Ties are broken by the smaller id.
 
     Args:
         database: (N, D) L2-normalised descriptors.
         queries: (Q, D) L2-normalised queries.
         k: neighbours per query; clipped to N.
         num_threads: FAISS threads (None: leave FAISS's setting).
+        chunk_rows: database rows per chunk (>= 1).
 
     Returns:
         ``(similarities float32 (Q, k'), ids int64 (Q, k'))`` with ``k' = min(k, N)``.
@@ -253,14 +280,30 @@ def exact_search(
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
-    db = _as_float32_matrix(database, "database descriptors")
-    q = _as_float32_matrix(np.atleast_2d(np.asarray(queries)), "queries", db.shape[1])
-    k_eff = min(int(k), len(db))
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
+    db_arr = database if isinstance(database, np.ndarray) else np.asarray(database)
+    if db_arr.ndim != 2:
+        raise ValueError(f"database descriptors must be a 2-D array (N, D), got shape {db_arr.shape}")
+    if not np.issubdtype(db_arr.dtype, np.floating):
+        raise ValueError(f"database descriptors must be floating point, got dtype {db_arr.dtype}")
+    q = _as_float32_matrix(np.atleast_2d(np.asarray(queries)), "queries", db_arr.shape[1])
+    n = len(db_arr)
+    k_eff = min(int(k), n)
     if k_eff == 0 or len(q) == 0:
         return np.zeros((len(q), k_eff), np.float32), np.zeros((len(q), k_eff), np.int64)
+    best_s = np.zeros((len(q), 0), np.float32)
+    best_i = np.zeros((len(q), 0), np.int64)
     with faiss_threads(num_threads):
-        sims, ids = faiss.knn(q, db, k_eff, metric=faiss.METRIC_INNER_PRODUCT)
-    return np.asarray(sims, np.float32), np.asarray(ids, np.int64)
+        for start in range(0, n, chunk_rows):
+            chunk = _as_float32_matrix(db_arr[start : start + chunk_rows], "database descriptors")
+            sims, ids = faiss.knn(q, chunk, min(k_eff, len(chunk)), metric=faiss.METRIC_INNER_PRODUCT)
+            sims = np.asarray(sims, np.float32)
+            ids = np.asarray(ids, np.int64) + start
+            if start == 0 and n <= chunk_rows:
+                return sims, ids
+            best_s, best_i = _merge_top_k(best_s, best_i, sims, ids, k_eff)
+    return best_s, best_i
 
 
 # --------------------------------------------------------------------------- measures

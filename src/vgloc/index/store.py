@@ -36,6 +36,7 @@ import faiss
 import numpy as np
 
 from vgloc.data.records import GeoImageSet
+from vgloc.index.auto import AUTO_EXACT_MAX, AUTO_FACTORY, choose_index, is_auto
 from vgloc.index.faiss_index import (
     DEFAULT_SEARCH_PARAMS,
     build_faiss_index,
@@ -188,7 +189,7 @@ class GeoIndex:
         model_spec: str,
         image_size: Sequence[int] | None,
         factory: str = "Flat",
-        search_params: str = DEFAULT_SEARCH_PARAMS,
+        search_params: str | None = DEFAULT_SEARCH_PARAMS,
         store_descriptors: bool = True,
         descriptor_dtype: str = "float32",
         extra: dict[str, Any] | None = None,
@@ -196,6 +197,7 @@ class GeoIndex:
         seed: int = 0,
         num_threads: int | None = None,
         progress: bool = False,
+        exact_max: int = AUTO_EXACT_MAX,
     ) -> GeoIndex:
         """Build a geo-index from database descriptors and their images.
 
@@ -204,8 +206,11 @@ class GeoIndex:
             images: the N database images.
             model_spec: the model that produced the descriptors (checked at load).
             image_size: (H, W) the images were resized to, or None for native size.
-            factory: FAISS factory string (see :func:`vgloc.index.build_faiss_index`).
-            search_params: default search parameters, e.g. ``"nprobe=16,efSearch=64"``.
+            factory: FAISS factory string (see :func:`vgloc.index.build_faiss_index`), or
+                ``"auto"`` (:func:`vgloc.index.auto.choose_index`, up to ``exact_max``
+                vectors ``Flat``); the choice is stored in ``extra["index_choice"]``.
+            search_params: default search parameters, e.g. ``"nprobe=16,efSearch=64"``;
+                None: the automatic choice's (with ``"auto"``) or the FAISS defaults.
             store_descriptors: keep the descriptors (``descriptors.npy``) for re-ranking
                 or rebuilding with another factory.
             descriptor_dtype: ``"float32"`` or ``"float16"`` (half the disk, ~1e-3 error).
@@ -214,6 +219,7 @@ class GeoIndex:
             seed: seeds training.
             num_threads: FAISS threads while building (None: FAISS's setting).
             progress: show a progress bar while adding vectors.
+            exact_max: with ``factory="auto"``, the largest database searched exactly.
 
         Returns:
             The built :class:`GeoIndex` (in memory; call :meth:`save`).
@@ -226,7 +232,8 @@ class GeoIndex:
         if descriptor_dtype not in DESCRIPTOR_DTYPES:
             raise ValueError(f"descriptor_dtype must be one of {DESCRIPTOR_DTYPES}, got {descriptor_dtype!r}")
         size = _check_image_size(image_size, "image_size") if image_size is not None else None
-        parse_search_params(search_params)  # fail now on a typo, not at the first search
+        if search_params is not None:
+            parse_search_params(search_params)  # fail now on a typo, not at the first search
         extra = dict(extra or {})
         try:
             json.dumps(extra, allow_nan=False)
@@ -241,6 +248,14 @@ class GeoIndex:
                 f"({images.name or 'image set'}); they must correspond row by row"
             )
         extra_columns = _describe_extra_columns(images)
+        if is_auto(factory):
+            choice = choose_index(int(shape[0]), int(shape[1]), exact_max=exact_max)
+            factory = choice.factory
+            if search_params is None:
+                search_params = choice.search_params
+            extra["index_choice"] = {"requested": AUTO_FACTORY, **choice.to_dict()}
+        elif search_params is None:
+            search_params = DEFAULT_SEARCH_PARAMS
         index = build_faiss_index(
             descriptors,
             factory,
