@@ -1,0 +1,241 @@
+"""``vgloc eval`` side by side with CosPlace's own evaluation script (issue 10).
+
+Both run on the same images with the same weights, each as a whole process
+(start-up, model load, decoding, the network, the search and the recalls):
+
+* the reference is CosPlace's unmodified ``eval.py`` from ``--anchors``, run in a
+  subprocess on ``--device cpu``; the only things the launcher changes from outside
+  are (a) torchvision's ImageNet download (the backbone is randomly initialised,
+  then overwritten by ``--resume_model``), (b) a stand-in for scikit-image when it
+  is not installed (only its prediction drawings use it, off by default), (c) ``np.in1d``
+  = ``np.isin`` on NumPy 2 (which removed it), and (d) a recorder of the network's
+  outputs, in order, so the descriptors can be compared;
+* vgloc is ``vgloc eval --database ... --queries ...`` with its defaults.
+
+The weights are a random ResNet-18+GeM+FC512 in CosPlace's own state-dict format
+(vgloc loads it as an authors' checkpoint). The images are the test split of a
+synthetic city (480x640 JPEGs), laid out the CosPlace way (``database/`` and
+``queries_v1/``, @UTM@ file names), which vgloc reads too. Runs are interleaved
+(ref, vgloc, ref, vgloc, ...); the best of each is reported.
+
+    nice python benchmarks/bench_vs_reference.py --repeats 2 \
+        --out benchmarks/results/vs_reference.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _machine import command_line, machine_info, write_results  # benchmarks/ is on sys.path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Runs CosPlace's eval.py unmodified; see the module docstring for the two outside changes.
+_LAUNCHER = r"""
+import os, runpy, sys
+anchors, record = sys.argv[1], sys.argv[2]
+sys.argv = [os.path.join(anchors, "eval.py")] + sys.argv[3:]
+sys.path.insert(0, anchors)
+os.chdir(os.environ["BVR_WORKDIR"])
+import types
+if "skimage" not in sys.modules:  # visualizations.py imports it; only used with --num_preds_to_save > 0
+    try:
+        import skimage.transform
+    except ImportError:
+        sk = types.ModuleType("skimage"); sk.transform = types.ModuleType("skimage.transform")
+        sk.transform.rescale = None; sys.modules["skimage"] = sk; sys.modules["skimage.transform"] = sk.transform
+import numpy as np, torchvision
+if not hasattr(np, "in1d"):  # removed in NumPy 2; test.py calls it (np.isin is its documented successor)
+    np.in1d = np.isin
+_orig = torchvision.models.resnet18
+torchvision.models.resnet18 = lambda *a, weights=None, **k: _orig()  # no download: weights come from --resume_model
+from cosplace_model import cosplace_network
+outs = []
+_fwd = cosplace_network.GeoLocalizationNet.forward
+def forward(self, x):
+    y = _fwd(self, x)
+    outs.append(y.detach().cpu().numpy())
+    return y
+cosplace_network.GeoLocalizationNet.forward = forward
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+finally:
+    if record != "-" and outs:
+        np.save(record, np.concatenate(outs))
+"""
+
+_MAKE_WEIGHTS = r"""
+import sys, torch, torchvision
+sys.path.insert(0, sys.argv[1])
+_orig = torchvision.models.resnet18
+torchvision.models.resnet18 = lambda *a, weights=None, **k: _orig()
+from cosplace_model import cosplace_network
+torch.manual_seed(0)
+net = cosplace_network.GeoLocalizationNet("ResNet18", 512)
+torch.save(net.state_dict(), sys.argv[2])
+"""
+
+
+def build_folder(work: Path, size: str) -> Path:
+    """A CosPlace-layout folder over a synthetic city's test split (all query domains)."""
+    from vgloc.data.synthetic import generate_city
+
+    city = generate_city(work / "city", size, 0, image_size=(480, 640), progress=False)
+    test = city / "images" / "test"
+    root = work / "cosplace_layout"
+    (root / "database").mkdir(parents=True, exist_ok=True)
+    (root / "queries_v1").mkdir(parents=True, exist_ok=True)
+    for f in sorted((test / "database").glob("*.jpg")):
+        dst = root / "database" / f.name
+        if not dst.exists():
+            dst.symlink_to(f)
+    for qdir in sorted(test.glob("queries*")):
+        for f in sorted(qdir.glob("*.jpg")):
+            dst = root / "queries_v1" / f.name  # names differ by domain (a field of the name)
+            if not dst.exists():
+                dst.symlink_to(f)
+    return root
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(
+            f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
+    return wall, proc.stdout + proc.stderr
+
+
+def parse_ref_r1(log: str) -> float:
+    for line in reversed(log.splitlines()):
+        if "R@1:" in line:
+            return float(line.split("R@1:")[1].split(",")[0])
+    raise SystemExit("no R@1 in the reference's log:\n" + log[-2000:])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--anchors", type=Path, default=Path("/work/shared/anchors/cosplace"))
+    ap.add_argument("--city", default="tiny", help="synthetic city size (tiny: 64 database + 32 queries)")
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "vgloc_bench_vs_reference")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument(
+        "--ref-workers", type=int, default=min(8, os.cpu_count() or 1), help="CosPlace --num_workers"
+    )
+    ap.add_argument("--vgloc-args", default="", help="extra `vgloc eval` arguments")
+    ap.add_argument("--label", default="", help="a note stored with the result (e.g. before/after)")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    root = build_folder(work, args.city)
+    n_db = len(list((root / "database").iterdir()))
+    n_q = len(list((root / "queries_v1").iterdir()))
+    n = n_db + n_q
+    weights = work / "cosplace_r18_gem_fc512.pth"
+    if not weights.exists():
+        subprocess.run([sys.executable, "-c", _MAKE_WEIGHTS, str(args.anchors), str(weights)], check=True)
+
+    env = dict(os.environ, BVR_WORKDIR=str(work))
+    ref_cmd = [sys.executable, "-c", _LAUNCHER, str(args.anchors.resolve()), str(work / "ref_desc.npy")]
+    ref_cmd += ["--test_set_folder", str(root), "--resume_model", str(weights), "--device", "cpu"]
+    ref_cmd += ["--backbone", "ResNet18", "--fc_output_dim", "512", "--num_workers", str(args.ref_workers)]
+    vg_out = work / "vgloc_out"
+    vg_cmd = [str(Path(sys.executable).parent / "vgloc"), "eval", "--database", str(root / "database")]
+    vg_cmd += ["--queries", str(root / "queries_v1"), "--model", "resnet18+gem+fc512"]
+    vg_cmd += ["--checkpoint", str(weights), "--device", "cpu", "--no-progress", "--no-report"]
+    vg_cmd += ["--out", str(vg_out), "--run-dir", str(work / "runs"), *args.vgloc_args.split()]
+
+    ref_walls, vg_walls = [], []
+    ref_log = ""
+    for r in range(args.repeats):
+        w, ref_log = timed(ref_cmd, env)
+        ref_walls.append(w)
+        w, _ = timed(vg_cmd)
+        vg_walls.append(w)
+        print(f"repeat {r}: reference {ref_walls[-1]:.1f} s, vgloc {vg_walls[-1]:.1f} s", flush=True)
+    ref_r1 = parse_ref_r1(ref_log)
+    results = json.loads((vg_out / "results.json").read_text())
+    vg_r1 = _find_r1(results)
+
+    # Descriptors: the reference's, recorded in order (database then queries), against
+    # vgloc's describer with the defaults `vgloc eval` uses.
+    from vgloc.describers import ExtractionOptions
+    from vgloc.describers.net import NetDescriber
+
+    ref = np.load(work / "ref_desc.npy")
+    paths = sorted((root / "database").iterdir()) + sorted((root / "queries_v1").iterdir())
+    ref_paths = _cosplace_order(root)
+    order = {p: i for i, p in enumerate(paths)}
+    desc = NetDescriber.from_spec("resnet18+gem+fc512", weights).describe(
+        paths, ExtractionOptions(progress=False)
+    )
+    ours = desc[[order[p] for p in ref_paths]]
+    cos = np.sum(ref * ours, 1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(ours, axis=1))
+
+    ref_ips = n / min(ref_walls)
+    vg_ips = n / min(vg_walls)
+    out = {
+        "label": args.label,
+        "command": command_line(),
+        "machine": machine_info(),
+        "cpu_flags": _cpu_flags(),
+        "images": {"database": n_db, "queries": n_q, "size": "480x640"},
+        "reference_wall_s": ref_walls,
+        "vgloc_wall_s": vg_walls,
+        "reference_img_per_s": round(ref_ips, 2),
+        "vgloc_img_per_s": round(vg_ips, 2),
+        "ratio": round(vg_ips / ref_ips, 3),
+        "reference_r1": ref_r1,
+        "vgloc_r1": vg_r1,
+        "cosine_min": float(cos.min()),
+        "vgloc_args": args.vgloc_args,
+    }
+    print(json.dumps({k: v for k, v in out.items() if k not in ("machine", "command")}, indent=1))
+    write_results(args.out, **out)
+
+
+def _find_r1(results: object) -> float | None:
+    """The first R@1 in vgloc's results.json (one query domain here)."""
+    if isinstance(results, dict):
+        for key, val in results.items():
+            if str(key) in ("R@1", "r@1", "1") and isinstance(val, (int, float)):
+                return float(val)
+        for val in results.values():
+            found = _find_r1(val)
+            if found is not None:
+                return found
+    if isinstance(results, list):
+        for val in results:
+            found = _find_r1(val)
+            if found is not None:
+                return found
+    return None
+
+
+def _cosplace_order(root: Path) -> list[Path]:
+    """The order CosPlace reads images in (its dataset_utils: sorted glob of **/*.jpg)."""
+    return sorted((root / "database").glob("**/*.jpg")) + sorted((root / "queries_v1").glob("**/*.jpg"))
+
+
+def _cpu_flags() -> list[str]:
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split("flags")[1].split("\n")[0].split()
+    except (OSError, IndexError):
+        return []
+    return sorted(f for f in flags if f in {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni"})
+
+
+if __name__ == "__main__":
+    main()
