@@ -144,6 +144,107 @@ def build_index(
     return index
 
 
+def add_to_index(
+    index: str | Path,
+    images: str | Path | GeoImageSet,
+    *,
+    model: Any = None,
+    checkpoint: str | Path | None = None,
+    options: ExtractionOptions | None = None,
+    validate: bool = True,
+) -> tuple[GeoIndex, int]:
+    """Describe the images not yet in an index and append them, atomically.
+
+    Images already indexed (same resolved path) are skipped; the others are described
+    with the index's own describer (the one it recorded; ``model``/``checkpoint``, when
+    given, must be that describer: same spec and dimension, and the same checkpoint
+    file when the index recorded one) at the index's image size, added to the FAISS
+    index without retraining, and the index directory is rewritten as a new folder
+    renamed over the old one.
+
+    Args:
+        index: the index directory (from :func:`build_index`).
+        images: a folder, a CSV/Parquet manifest or a :class:`~vgloc.data.GeoImageSet`.
+        model, checkpoint: the describer, to check against the index's (default: the index's).
+        options: extraction options; ``image_size`` is always the index's.
+        validate: open every new image up front.
+
+    Returns:
+        ``(the updated GeoIndex, number of images added)``.
+
+    Raises:
+        IndexMismatchError: a describer other than the index's.
+    """
+    import dataclasses
+
+    from vgloc.index import GeoIndex, IndexMismatchError
+    from vgloc.index.append import append_to_geoindex, carried_files, new_image_rows
+
+    root = Path(index)
+    idx = GeoIndex.load(root)
+    recorded = idx.metadata.extra.get("describer") or {}
+    if checkpoint is not None:
+        from vgloc.describers.net import sha256_file
+
+        want = recorded.get("checkpoint_sha256") if isinstance(recorded, dict) else None
+        if want is None or sha256_file(Path(checkpoint)) != want:
+            raise IndexMismatchError(
+                f"{root}: the index was not described with checkpoint {checkpoint} "
+                f"(it records {recorded.get('checkpoint', 'weights stored with the index') if isinstance(recorded, dict) else 'no checkpoint'}); "
+                "add images with the index's own describer (leave out --model/--checkpoint) or rebuild the index"
+            )
+    describer = describer_for_index(idx, model, checkpoint)
+    image_set = _as_image_set(images, validate)
+    rows = new_image_rows(idx, image_set)
+    skipped = len(image_set) - len(rows)
+    if len(rows) == 0:
+        log.info("all %d images are already in %s; nothing to add", len(image_set), root)
+        return idx, 0
+    new = image_set.subset(rows)
+    options = dataclasses.replace(options or ExtractionOptions(), image_size=idx.metadata.image_size)
+    t0 = time.perf_counter()
+    descriptors = describer.describe(new.paths, options)
+    log.info(
+        "described %d new images in %.1f s (%d already indexed)", len(new), time.perf_counter() - t0, skipped
+    )
+    updated = append_to_geoindex(idx, descriptors.astype(np.float32), new)
+    updated.model = describer
+    files = carried_files(root, idx)
+    staged = root.with_name(root.name + ".adding")
+    # Extra files are copied from the old folder before it is replaced: write the new
+    # folder under a staging name first, then rename it over the old one.
+    updated.save(staged, extra_files=files)
+    _swap_dirs(staged, root)
+    updated.path = root
+    if idx.metadata.extra.get("index_choice") and len(updated.images) > idx.metadata.extra[
+        "index_choice"
+    ].get("exact_max", len(updated.images)):
+        log.info(
+            "%s now holds %d images, above the automatic choice's exact-search limit; rebuild it with "
+            "`vgloc index build` (factory auto) to switch to the approximate index",
+            root,
+            len(updated.images),
+        )
+    log.info("added %d images to %s (now %d)", len(new), root, len(updated.images))
+    return updated, len(new)
+
+
+def _swap_dirs(new: Path, old: Path) -> None:
+    """Replace directory ``old`` by ``new``: rename old aside, new into place, delete old."""
+    import shutil
+
+    aside = old.with_name(old.name + ".old")
+    if aside.exists():
+        shutil.rmtree(aside)
+    old.rename(aside)
+    try:
+        new.rename(old)
+    except OSError:
+        aside.rename(old)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def check_photo_files(photos: Sequence[ImageInput]) -> list[Path]:
     """Check that every photo given as a path exists and decodes; returns those paths.
 

@@ -1,4 +1,4 @@
-"""``vgloc index build``: describe a geotagged image collection into a search index."""
+"""``vgloc index build|add``: describe a geotagged image collection into a search index, or add to one."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from vgloc.cli.options import (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """``vgloc index ACTION``: one nested sub-command per action (only ``build`` today)."""
+    """``vgloc index ACTION``: one nested sub-command per action (``build``, ``add``)."""
     actions = p.add_subparsers(dest="index_command", metavar="ACTION", required=True)
     b = actions.add_parser(
         "build",
@@ -43,6 +43,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_extraction_options(b)
     add_runtime_options(b)
     b.set_defaults(func=run_build, writes_results=True)
+    a = actions.add_parser(
+        "add",
+        help="describe the images not yet in an index and append them",
+        description="Describe the images of DIR (folder or CSV/Parquet manifest) that the index does not "
+        "hold yet (same resolved path) with the index's own describer and image size, and append them: "
+        "the index directory is rewritten as a new folder renamed over the old one.",
+    )
+    a.add_argument("--index", type=Path, required=True, help="index directory to extend")
+    a.add_argument("--images", type=Path, required=True, help="image folder or CSV/Parquet manifest")
+    a.add_argument("--no-validate", action="store_true", help="skip opening every new image up front")
+    add_model_options(a, required=False)
+    add_extraction_options(a)
+    add_runtime_options(a)
+    a.set_defaults(func=run_add, writes_results=True)
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -69,9 +83,25 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_add(args: argparse.Namespace) -> int:
+    """Append new images with :func:`vgloc.localizer.add_to_index`."""
+    from vgloc.localizer import add_to_index
+
+    index, added = add_to_index(
+        args.index,
+        args.images,
+        model=args.model,
+        checkpoint=args.checkpoint,
+        options=extraction_options(args),
+        validate=not args.no_validate,
+    )
+    print(f"added {added} images -> {args.index} (now {len(index.images)}, {index.metadata.faiss_factory})")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    """Dispatch to the chosen action (argparse already routes ``build`` to :func:`run_build`)."""
-    actions = {"build": run_build}
+    """Dispatch to the chosen action (argparse already routes each action to its function)."""
+    actions = {"build": run_build, "add": run_add}
     return actions[args.index_command](args)
 
 
