@@ -85,3 +85,84 @@ def test_collate_refuses_mixed_sizes() -> None:
     batch = [(torch.zeros(3, 4, 6), 0), (torch.zeros(3, 4, 5), 1)]
     with pytest.raises(ValueError, match=r"index 0: \(3, 4, 6\), index 1: \(3, 4, 5\)"):
         collate_images(batch)
+
+
+# -- the fast extraction dataset (uint8, draft decoding, batches by size) ------------------
+
+
+def _photo(path: Path, size: tuple[int, int], seed: int = 0) -> Path:
+    """A smooth, textured JPEG (W, H = size), like a photo rather than noise."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    channels = []
+    for c in range(3):
+        fx, fy, ph = rng.uniform(0.01, 0.06), rng.uniform(0.01, 0.06), rng.uniform(0, 6)
+        channels.append(127 + 100 * np.sin(fx * xx + ph) * np.cos(fy * yy + c))
+    array = np.clip(np.stack(channels, -1) + rng.normal(0, 8, (h, w, 3)), 0, 255).astype("uint8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, quality=90)
+    return path
+
+
+@pytest.mark.parametrize("resize", [(24, 32), 20, None])
+def test_decoded_dataset_gives_the_pixels_of_image_dataset(tmp_path: Path, resize) -> None:
+    from vgloc.data.datasets import DecodedImageDataset
+    from vgloc.data.transforms import NormalizeUint8
+
+    paths = [_photo(tmp_path / f"{i}.jpg", (40 + 8 * i, 30)) for i in range(3)]
+    fast = DecodedImageDataset(paths, resize, draft=False)
+    slow = ImageDataset(paths, build_transform(resize, brightness=0.5))
+    for i in range(3):
+        u8, idx = fast[i]
+        ref, _ = slow[i]
+        assert idx == i and u8.dtype == torch.uint8 and u8.shape == ref.shape
+        assert fast.output_size(i) == tuple(ref.shape[1:])
+        torch.testing.assert_close(NormalizeUint8(0.5)(u8[None])[0], ref, atol=1e-5, rtol=0)
+
+
+def test_draft_decoding_stays_close_to_a_full_decode(tmp_path: Path) -> None:
+    from vgloc.data.datasets import DecodedImageDataset
+    from vgloc.data.transforms import NormalizeUint8
+
+    path = _photo(tmp_path / "big.jpg", (640, 480))
+    full, _ = DecodedImageDataset([path], (120, 160), draft=False)[0]
+    draft, _ = DecodedImageDataset([path], (120, 160), draft=True)[0]
+    assert draft.shape == full.shape == (3, 120, 160)
+    a, b = (NormalizeUint8()(t[None].float().to(torch.uint8)).flatten() for t in (full, draft))
+    assert torch.nn.functional.cosine_similarity(a, b, dim=0) > 0.999
+    assert (full.float() - draft.float()).abs().mean() < 3.0
+
+
+def test_draft_respects_exif_orientation(tmp_path: Path) -> None:
+    from vgloc.data.datasets import DecodedImageDataset, image_size
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = write_image(tmp_path / "phone.jpg", size=(64, 32), exif=exif.tobytes())
+    assert image_size(path) == (64, 32)
+    image, _ = DecodedImageDataset([path], (16, 8), draft=True)[0]
+    assert image.shape == (3, 16, 8)
+
+
+def test_decoded_dataset_names_the_bad_file(tmp_path: Path) -> None:
+    from vgloc.data.datasets import DecodedImageDataset
+
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    with pytest.raises(DataError, match=r"broken\.jpg"):
+        DecodedImageDataset([bad], (8, 8))[0]
+    with pytest.raises(DataError, match=r"broken\.jpg"):
+        DecodedImageDataset([bad], None).output_size(0)
+
+
+def test_batches_by_size_groups_and_keeps_order() -> None:
+    from vgloc.data.datasets import batches_by_size
+
+    sizes = [(4, 4), (8, 4), (4, 4), (4, 4), (8, 4)]
+    assert batches_by_size(sizes, 2) == [[0, 2], [3], [1, 4]]
+    assert batches_by_size([(1, 1)] * 5, 2) == [[0, 1], [2, 3], [4]]
+    with pytest.raises(ValueError):
+        batches_by_size(sizes, 0)

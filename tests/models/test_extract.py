@@ -75,7 +75,9 @@ def test_bf16_autocast_stays_close_to_fp32(spec: str) -> None:
 
 
 def test_auto_precision_and_validation() -> None:
-    assert autocast_dtype("auto", torch.device("cpu")) is None
+    from vgloc.models.extract import cpu_has_fast_bf16
+
+    assert autocast_dtype("auto", torch.device("cpu")) is (torch.bfloat16 if cpu_has_fast_bf16() else None)
     assert autocast_dtype("auto", torch.device("cuda")) is torch.float16
     assert autocast_dtype("bf16", torch.device("cpu")) is torch.bfloat16
     with pytest.raises(ValueError, match="unknown precision 'fp8'"):
@@ -120,3 +122,82 @@ def test_bare_image_datasets_and_empty_datasets(model: torch.nn.Module) -> None:
     np.testing.assert_allclose(out, _reference(model, Bare().inner), atol=1e-5)
     empty = extract_descriptors(model, _Images(0), progress=False)
     assert empty.shape == (0, 32)
+
+
+def test_auto_fast_path_follows_the_hardware() -> None:
+    from vgloc.models.extract import cpu_has_fast_bf16, resolve_fast_path
+
+    cpu = torch.device("cpu")
+    expected = torch.bfloat16 if cpu_has_fast_bf16() else None
+    assert resolve_fast_path("auto", False, cpu) == (expected, True)
+    assert resolve_fast_path("fp32", None, cpu) == (None, True)
+    assert resolve_fast_path("fp32", False, cpu) == (None, False)
+    assert resolve_fast_path("fp32", True, cpu) == (None, True)
+    assert resolve_fast_path("auto", None, torch.device("cuda")) == (torch.float16, True)
+
+
+def test_auto_num_workers() -> None:
+    from vgloc.models.extract import auto_num_workers
+
+    assert auto_num_workers(10, 16) == 0
+    assert 0 <= auto_num_workers(1000, 16) <= 4
+
+
+def test_auto_precision_gives_the_fp32_descriptors(model: torch.nn.Module) -> None:
+    """The automatic fast path: fp32 channels_last, or bf16 (cosine >= 0.999) only where bf16 is native."""
+    from vgloc.models.extract import cpu_has_fast_bf16
+
+    ds = _Images(6)
+    ref = extract_descriptors(model, ds, batch_size=4, progress=False)
+    out = extract_descriptors(model, ds, batch_size=4, progress=False, precision="auto", channels_last=None)
+    cos = (ref * out).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(out, axis=1)
+    assert cos.min() >= (0.999 if cpu_has_fast_bf16() else 0.99999)
+
+
+def test_workers_and_explicit_batches_give_identical_rows(model: torch.nn.Module) -> None:
+    ds = _Images(9)
+    ref = extract_descriptors(model, ds, batch_size=4, progress=False)
+    workers = extract_descriptors(model, ds, batch_size=4, progress=False, num_workers=2)
+    np.testing.assert_array_equal(workers, ref)
+    grouped = extract_descriptors(model, ds, batches=[[8, 0], [3, 1, 2], [4, 5, 6, 7]], progress=False)
+    np.testing.assert_allclose(grouped, ref, atol=1e-5)
+
+
+def test_uint8_batches_are_normalised_in_the_model_step(model: torch.nn.Module) -> None:
+    from vgloc.data.transforms import NormalizeUint8
+
+    g = torch.Generator().manual_seed(1)
+    u8 = torch.randint(0, 256, (5, 3, 64, 64), dtype=torch.uint8, generator=g)
+
+    class U8(Dataset):
+        def __len__(self) -> int:
+            return 5
+
+        def __getitem__(self, i: int):
+            return u8[i], i
+
+    class F32(U8):
+        def __getitem__(self, i: int):
+            return NormalizeUint8(0.5)(u8[i : i + 1])[0], i
+
+    ref = extract_descriptors(model, F32(), batch_size=2, progress=False)
+    out = extract_descriptors(model, U8(), batch_size=2, progress=False, preprocess=NormalizeUint8(0.5))
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("spec", ["tiny+netvlad8+fc32", "resnet18+gem+fc512"])
+def test_onnxruntime_engine_gives_the_torch_descriptors(spec: str) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    torch.manual_seed(0)
+    net = create_model(spec)
+    ds = _Images(3, size=96)
+    ref = extract_descriptors(net, ds, batch_size=2, progress=False, engine="torch")
+    out = extract_descriptors(net, ds, batch_size=2, progress=False, engine="onnxruntime")
+    cos = (ref * out).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(out, axis=1)
+    assert cos.min() >= 0.9999
+
+
+def test_unknown_engine_is_refused(model: torch.nn.Module) -> None:
+    with pytest.raises(ValueError, match="engine"):
+        extract_descriptors(model, _Images(2), progress=False, engine="tensorrt")

@@ -94,3 +94,72 @@ def build_transform(
         steps.append(_ScaleBrightness(brightness))
     steps.append(v2.Normalize(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)))
     return v2.Compose(steps)
+
+
+def resized_size(resize: tuple[int, int] | int | None, size: tuple[int, int]) -> tuple[int, int]:
+    """The (H, W) :func:`build_transform` gives an image of ``size`` (H, W).
+
+    Args:
+        resize: as for :func:`build_transform`.
+        size: the image's (H, W).
+
+    Returns:
+        The output (H, W): ``resize`` itself, the shorter side scaled to an int
+        ``resize`` (torchvision's rule: the longer side is truncated), or ``size``.
+    """
+    target = _check_resize(resize)
+    if target is None:
+        return size
+    if isinstance(target, tuple):
+        return target
+    h, w = size
+    short, long = (w, h) if w <= h else (h, w)
+    new_long = int(target * long / short)
+    return (new_long, target) if w <= h else (target, new_long)
+
+
+def resize_image(image: Image.Image, resize: tuple[int, int] | int | None) -> Image.Image:
+    """Resize a PIL image exactly as :func:`build_transform` does (Pillow, bilinear, antialiased)."""
+    size = _check_resize(resize)
+    if size is None:
+        return image
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    return TF.resize(
+        image, list(size) if isinstance(size, tuple) else size, InterpolationMode.BILINEAR, antialias=True
+    )
+
+
+class NormalizeUint8:
+    """The tensor half of :func:`build_transform`, on a batch of uint8 images.
+
+    Maps ``(B, 3, H, W)`` uint8 RGB to float32: scale to [0, 1], optionally multiply
+    by ``brightness`` (clamped to [0, 1], like torchvision's ``adjust_brightness``),
+    then ImageNet mean/std. Run in the model step (after the batch is on the device),
+    so workers ship uint8 (4x less data) and the arithmetic is vectorised per batch.
+    Float inputs pass through unchanged (they are already normalised).
+
+    Args:
+        brightness: the night-simulation factor of :func:`build_transform`, or None.
+    """
+
+    def __init__(self, brightness: float | None = None) -> None:
+        if brightness is not None and not (math.isfinite(brightness) and brightness > 0):
+            raise ValueError(f"brightness must be a positive finite factor, got {brightness!r}")
+        self.brightness = brightness
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        if images.is_floating_point():
+            return images
+        x = images.to(torch.float32).div_(255.0)
+        if self.brightness is not None:
+            x = x.mul_(self.brightness).clamp_(0.0, 1.0)
+        mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        return x.sub_(mean).div_(std)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(brightness={self.brightness})"

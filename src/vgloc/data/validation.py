@@ -2,8 +2,10 @@
 
 A corrupt file usually surfaces hours into descriptor extraction, one file per
 crash. :func:`validate_images` opens every image up front (``verify`` for the
-container, then a real decode to catch truncation) and reports *all* bad files
-in one :class:`DataError`, so the user fixes the data in one go.
+container; a JPEG's end-of-image marker, or a real decode, to catch truncation)
+and reports *all* bad files in one :class:`DataError`, so the user fixes the data
+in one go. Complete JPEGs are not decoded here: extraction decodes them anyway and
+names any file whose pixel data still fails.
 """
 
 from __future__ import annotations
@@ -110,13 +112,30 @@ def parallel_map(
     )
 
 
-def check_image(path: str | os.PathLike[str]) -> str | None:
-    """Open and decode one image; return why it is unusable, or None when it is fine.
+def _jpeg_is_complete(path: str | os.PathLike[str]) -> bool:
+    """Whether a JPEG file ends with its end-of-image marker (FF D9), ignoring zero padding.
 
-    The container is checked with ``Image.verify`` and the pixel data with a full
-    ``load`` (``verify`` alone misses truncated JPEGs). JPEGs are decoded in draft
-    mode at 1/8 scale, which still reads every byte of the entropy-coded data (so
-    truncation is still caught) at a fraction of the cost.
+    Truncation, by far the most common corruption (interrupted downloads and copies),
+    removes the marker; entropy-coded data cannot contain FF D9 (FF bytes are stuffed),
+    so a file that ends with it was written to the end.
+    """
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - 1024))
+        tail = fh.read().rstrip(b"\x00")
+    return tail.endswith(b"\xff\xd9")
+
+
+def check_image(path: str | os.PathLike[str]) -> str | None:
+    """Check one image; return why it is unusable, or None when it is fine.
+
+    The container is checked with ``Image.verify``. A JPEG that ends with its
+    end-of-image marker is not decoded here (the extraction's own decode names the
+    file if its pixel data is still corrupt), so images are decoded once, not twice;
+    a JPEG without the marker (truncated, or with trailing data) and every other
+    format get a real ``load`` (``verify`` alone misses truncation), JPEGs in draft
+    mode at 1/8 scale, which still reads every byte of the entropy-coded data.
 
     Args:
         path: the image file.
@@ -129,7 +148,12 @@ def check_image(path: str | os.PathLike[str]) -> str | None:
             # A decompression-bomb warning is about size, not integrity; big panoramas are fine.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as im:
+                fmt = im.format
+                if im.width < 1 or im.height < 1:
+                    return f"empty image ({im.width}x{im.height})"
                 im.verify()
+            if fmt == "JPEG" and _jpeg_is_complete(path):
+                return None
             with Image.open(path) as im:
                 if im.format == "JPEG":
                     im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))

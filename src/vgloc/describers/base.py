@@ -42,9 +42,19 @@ class ExtractionOptions:
         batch_size: images per forward pass.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         precision: ``"fp32"``, ``"bf16"`` (fast on CPUs with AVX-512 BF16 / AMX),
-            ``"fp16"`` (CUDA), or ``"auto"`` (fp16 autocast on CUDA, fp32 on CPU).
-        channels_last: NHWC memory format (faster convolutions with bf16 on CPU).
-        num_workers: DataLoader worker processes for image decoding.
+            ``"fp16"`` (CUDA), or ``"auto"``, the hardware's fast path: fp16 autocast on
+            CUDA; on CPU bf16 + channels_last where bf16 is native (AVX-512 BF16 / AMX),
+            plain fp32 elsewhere (emulated bf16 is ~4x slower than fp32 on AVX2 CPUs).
+        channels_last: NHWC memory format; None (default) = as the fast path says
+            (``"auto"`` precision with native CPU bf16 always runs channels_last).
+        num_workers: DataLoader worker processes for image decoding; None (default) =
+            ``min(4, CPUs)``, none for two batches of images or fewer.
+        engine: ``"auto"`` (ONNX Runtime for fp32 on CPU where installed, else torch),
+            ``"torch"`` or ``"onnxruntime"`` (see :func:`vgloc.models.engines.select_engine`).
+        jpeg_draft: decode JPEGs at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling) when
+            ``image_size`` is at most half the file's size: faster decoding, descriptors
+            within cosine 0.999 of a full decode, but not bit-identical, and enough to
+            flip near-tied rankings, so off by default.
         brightness: scale query pixel values by this factor (the night-simulation trick);
             applied to queries only.
         progress: show progress bars.
@@ -54,8 +64,10 @@ class ExtractionOptions:
     batch_size: int = 16
     device: str = "cpu"
     precision: str = "auto"
-    channels_last: bool = False
-    num_workers: int = 0
+    channels_last: bool | None = None
+    num_workers: int | None = None
+    engine: str = "auto"
+    jpeg_draft: bool = False
     brightness: float | None = None
     progress: bool = True
 

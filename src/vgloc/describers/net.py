@@ -122,22 +122,36 @@ class NetDescriber(Describer):
     def describe(
         self, images: Sequence[ImageInput], options: ExtractionOptions, *, queries: bool = False
     ) -> np.ndarray:
-        from vgloc.data import ImageDataset, build_transform
+        from vgloc.data.datasets import DecodedImageDataset, batches_by_size
+        from vgloc.data.transforms import NormalizeUint8
         from vgloc.models import extract_descriptors
+        from vgloc.models.extract import last_extraction
 
-        transform = build_transform(options.image_size, brightness=options.brightness if queries else None)
-        dataset = ImageDataset(list(images), transform)
-        return extract_descriptors(
+        # Workers decode (and resize) to uint8; normalisation runs per batch on the device.
+        dataset = DecodedImageDataset(list(images), options.image_size, draft=options.jpeg_draft)
+        batches = None
+        if options.image_size is None and options.batch_size > 1:
+            # Native size: batch the images that share a size (read from file headers).
+            batches = batches_by_size(
+                [dataset.output_size(i) for i in range(len(dataset))], options.batch_size
+            )
+        out = extract_descriptors(
             self.model,
             dataset,
-            # Images kept at their own size cannot be stacked into one batch.
-            batch_size=options.batch_size if options.image_size is not None else 1,
+            batch_size=options.batch_size,
             device=options.device,
             precision=options.precision,
             channels_last=options.channels_last,
             num_workers=options.num_workers,
             progress=options.progress,
+            batches=batches,
+            preprocess=NormalizeUint8(options.brightness if queries else None),
+            engine=options.engine,
         )
+        # Bulk extraction (eval, index build) reports its speed; single photos (locate) do not.
+        level = logging.INFO if len(dataset) >= max(2, options.batch_size) else logging.DEBUG
+        log.log(level, "described %s: %s", "queries" if queries else "images", last_extraction())
+        return out
 
     def prepare(self, database: Sequence[Path], options: ExtractionOptions, seed: int = 0) -> bool:
         """Initialise NetVLAD clusters from the database when no checkpoint supplied them.
