@@ -14,7 +14,9 @@ Example (what BENCHMARKS.md reports)::
     nice python benchmarks/bench_search.py --sizes 100000 1000000 \\
         --out benchmarks/results/search.json
 
-Configurations are ``FACTORY[:PARAMS;PARAMS...]``, e.g. ``"IVF1024,PQ64:nprobe=16;nprobe=64"``.
+Configurations are ``FACTORY[:PARAMS;PARAMS...]``, e.g. ``"IVF1024,PQ64:nprobe=16;nprobe=64"``;
+``rerank=C`` in PARAMS re-scores the top C candidates exactly with the database
+descriptors (what ``GeoIndex.search`` does for a ``factory="auto"`` index).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from vgloc.index import (
     search,
     train_index,
 )
+from vgloc.index.auto import rerank_exact
 from vgloc.io import write_json_atomic
 
 # "np": skip polysemous training (minutes, only for the ht= parameter; same codes otherwise).
@@ -116,20 +119,55 @@ def parse_config(text: str) -> tuple[str, list[str | None]]:
     return factory.strip(), [p.strip() for p in params.split(";") if p.strip()] or [None]
 
 
+def split_rerank(params: str | None) -> tuple[str | None, int]:
+    """``"nprobe=16,rerank=100"`` -> ``("nprobe=16", 100)``: ``rerank`` is this script's own
+    parameter (re-score that many candidates exactly with the database descriptors, as
+    :meth:`vgloc.index.GeoIndex.search` does for an ``"auto"`` index), not FAISS's."""
+    if not params:
+        return params, 0
+    keep, rerank = [], 0
+    for item in params.split(","):
+        name, _, value = item.partition("=")
+        if name.strip() == "rerank":
+            rerank = int(value)
+        else:
+            keep.append(item)
+    return ",".join(keep) or None, rerank
+
+
+def _search(
+    index: faiss.Index, queries: np.ndarray, rerank: int, db: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    if not rerank:
+        return search(index, queries, K, None)
+    _, ids = search(index, queries, max(K, rerank), None)
+    return rerank_exact(db, queries, ids, K)
+
+
 def timed_search(
-    index: faiss.Index, queries: np.ndarray, n_single: int, single_budget_s: float
+    index: faiss.Index,
+    queries: np.ndarray,
+    n_single: int,
+    single_budget_s: float,
+    rerank: int = 0,
+    db: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float, float, int]:
     """Batch search of all queries, then the first queries one at a time.
 
     Single queries are timed until ``n_single`` are done or ``single_budget_s`` has
     passed (at least 5), so that a slow exact search at 1M does not dominate the run.
+    With ``rerank``, the timings include the exact re-scoring of that many candidates
+    against ``db``.
 
     Returns:
         (sims, ids, batch ms/query, single-query mean ms, number of single queries timed).
     """
-    search(index, queries[:10], K, None)  # warm-up: first-touch allocations, lazy tables
+    if rerank and db is None:
+        raise ValueError("rerank needs the database descriptors")
+    db_ = db if db is not None else np.zeros((0, index.d), np.float32)
+    _search(index, queries[:10], rerank, db_)  # warm-up: first-touch allocations, lazy tables
     t0 = time.perf_counter()
-    sims, ids = search(index, queries, K, None)
+    sims, ids = _search(index, queries, rerank, db_)
     batch_ms = (time.perf_counter() - t0) * 1e3 / len(queries)
     times: list[float] = []
     started = time.perf_counter()
@@ -137,7 +175,7 @@ def timed_search(
         if len(times) >= 5 and time.perf_counter() - started > single_budget_s:
             break
         t0 = time.perf_counter()
-        search(index, queries[i : i + 1], K, None)
+        _search(index, queries[i : i + 1], rerank, db_)
         times.append(time.perf_counter() - t0)
     single_ms = float(np.mean(times) * 1e3) if times else float("nan")
     return sims, ids, batch_ms, single_ms, len(times)
@@ -187,10 +225,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         exact_ids = exact_search(db, queries, K)[1]
                     exact_place_r1 = place_recall_at_1(exact_ids, db_places, q_places)
                 for params in param_list:
-                    if params:
-                        apply_search_params(index, params, strict=True)
+                    faiss_params, rerank = split_rerank(params)
+                    if faiss_params:
+                        apply_search_params(index, faiss_params, strict=True)
                     _, ids, batch_ms, single_ms, n_single = timed_search(
-                        index, queries, args.single_queries, args.single_budget
+                        index, queries, args.single_queries, args.single_budget, rerank, db
                     )
                     place_r1 = place_recall_at_1(ids, db_places, q_places)
                     row = {

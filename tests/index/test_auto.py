@@ -11,7 +11,14 @@ import pytest
 
 from tests.index._synthetic import sphere_centers, sphere_mixture, unit
 from vgloc.data.records import GeoImageSet
-from vgloc.index import AUTO_EXACT_MAX, GeoIndex, choose_index, exact_search, knn_recall_at_1
+from vgloc.index import (
+    AUTO_EXACT_MAX,
+    GeoIndex,
+    choose_index,
+    exact_search,
+    knn_overlap_at_k,
+    knn_recall_at_1,
+)
 from vgloc.index.auto import approximate_factory, is_auto
 
 DIM = 32
@@ -84,9 +91,16 @@ def test_auto_above_the_threshold_is_approximate_and_agrees_with_exact(tmp_path:
     # exact top-1 for >= 99 % of queries, and R@1 is >= 99 % of exact search's.
     assert np.mean(db_labels[ids[:, 0]] == db_labels[exact_ids[:, 0]]) >= 0.99
     assert np.mean(db_labels[ids[:, 0]] == q_labels) >= 0.99 * np.mean(db_labels[exact_ids[:, 0]] == q_labels)
-    # The exact nearest vector itself: the 8-bit PQ re-ranking orders near-ties within a
-    # place only approximately (0.81 here).
-    assert knn_recall_at_1(ids, exact_ids) >= 0.75
+    # The exact nearest vector itself: the stored descriptors re-score the candidates.
+    assert loaded.metadata.extra["index_choice"]["rerank_candidates"] > 0
+    assert knn_recall_at_1(ids, exact_ids) >= 0.99
+    assert knn_overlap_at_k(ids, exact_ids, 10) >= 0.95
+    # Without descriptors, the PQ re-ranking alone orders near-ties within a place only
+    # approximately (0.81 here), but keeps the place.
+    bare = GeoIndex.load(tmp_path / "auto.idx", load_descriptors=False)
+    _, bare_ids = bare.search(q, 10)
+    assert knn_recall_at_1(bare_ids, exact_ids) >= 0.7
+    assert np.mean(db_labels[bare_ids[:, 0]] == db_labels[exact_ids[:, 0]]) >= 0.99
     # Compact: codes + ids well under the 2 x 4 x D bytes of float32 storage.
     assert faiss.serialize_index(gi.index).size / len(db) < 4 * DIM
 
@@ -113,3 +127,18 @@ def test_chunked_exact_search_equals_one_pass(chunk_rows: int) -> None:
     assert set(exact_search(db, db[7:8], 2, chunk_rows=chunk_rows)[1][0].tolist()) == {7, 400}
     s16, i16 = exact_search(db.astype(np.float16), q, 5, chunk_rows=chunk_rows)
     assert s16.shape == i16.shape == (len(q), 5)
+
+
+def test_rerank_exact_orders_candidates_by_exact_similarity() -> None:
+    from vgloc.index.auto import rerank_exact
+
+    rng = np.random.default_rng(5)
+    db = unit(rng.standard_normal((50, 8)))
+    q = unit(rng.standard_normal((3, 8)))
+    cand = np.array([[4, 9, 1, -1], [7, 7, 2, 3], [0, 1, 2, 3]])
+    sims, ids = rerank_exact(db.astype(np.float16), q, cand, 3, block=2)
+    for row in range(3):
+        valid = [c for c in cand[row] if c >= 0]
+        exact = sorted(valid, key=lambda c: (-float(db[c].astype(np.float16).astype(np.float32) @ q[row]), c))
+        assert ids[row].tolist() == exact[:3]
+    assert np.all(np.diff(sims, axis=1) <= 0)

@@ -36,7 +36,7 @@ import faiss
 import numpy as np
 
 from vgloc.data.records import GeoImageSet
-from vgloc.index.auto import AUTO_EXACT_MAX, AUTO_FACTORY, choose_index, is_auto
+from vgloc.index.auto import AUTO_EXACT_MAX, rerank_exact, resolve_factory
 from vgloc.index.faiss_index import (
     DEFAULT_SEARCH_PARAMS,
     build_faiss_index,
@@ -248,14 +248,7 @@ class GeoIndex:
                 f"({images.name or 'image set'}); they must correspond row by row"
             )
         extra_columns = _describe_extra_columns(images)
-        if is_auto(factory):
-            choice = choose_index(int(shape[0]), int(shape[1]), exact_max=exact_max)
-            factory = choice.factory
-            if search_params is None:
-                search_params = choice.search_params
-            extra["index_choice"] = {"requested": AUTO_FACTORY, **choice.to_dict()}
-        elif search_params is None:
-            search_params = DEFAULT_SEARCH_PARAMS
+        factory, search_params = resolve_factory(factory, search_params, shape, exact_max, extra)
         index = build_faiss_index(
             descriptors,
             factory,
@@ -287,7 +280,7 @@ class GeoIndex:
     def search(
         self, query_desc: np.ndarray, k: int, params: str | None = None, *, strict: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` database images for each query descriptor.
+        """Top-``k`` database images per query (an "auto" IVF-PQ index re-scores with the descriptors).
 
         Args:
             query_desc: (Q, D) L2-normalised query descriptors (or one (D,) descriptor).
@@ -306,8 +299,14 @@ class GeoIndex:
             query_desc: (Q, D) -> (Q, min(k, N)).
         """
         use = self._metadata.search_params if params is None else params
+        desc = self._descriptors  # re-scoring an auto index's candidates needs the stored descriptors
+        rerank = int(self._metadata.extra.get("index_choice", {}).get("rerank_candidates", 0))
+        if desc is None or not rerank or isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            with self._lock:
+                return faiss_search(self._index, query_desc, k, use, strict=strict)
         with self._lock:
-            return faiss_search(self._index, query_desc, k, use, strict=strict)
+            _, ids = faiss_search(self._index, query_desc, max(k, rerank), use, strict=strict)
+        return rerank_exact(desc, query_desc, ids, min(k, len(self)))
 
     # ----------------------------------------------------------------- save
 
