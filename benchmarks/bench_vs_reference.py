@@ -16,7 +16,10 @@ The weights are a random ResNet-18+GeM+FC512 in CosPlace's own state-dict format
 (vgloc loads it as an authors' checkpoint). The images are the test split of a
 synthetic city (480x640 JPEGs), laid out the CosPlace way (``database/`` and
 ``queries_v1/``, @UTM@ file names), which vgloc reads too. Runs are interleaved
-(ref, vgloc, ref, vgloc, ...); the best of each is reported.
+(ref, vgloc, ref, vgloc, ...); the best of each is reported, and the ratio of each
+repeat (vgloc against the reference run just before it). ``--baseline-src`` adds a
+third contender: ``vgloc eval`` importing vgloc from another source tree (e.g. a
+``git worktree`` of the commit before a change), so before and after share the load.
 
     nice python benchmarks/bench_vs_reference.py --repeats 2 \
         --out benchmarks/results/vs_reference.json
@@ -133,6 +136,13 @@ def main() -> None:
         "--ref-workers", type=int, default=min(8, os.cpu_count() or 1), help="CosPlace --num_workers"
     )
     ap.add_argument("--vgloc-args", default="", help="extra `vgloc eval` arguments")
+    ap.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        help="also time `vgloc eval` with vgloc imported from this src folder (e.g. a git worktree "
+        "of an older commit), interleaved with the others, so before/after share the machine's load",
+    )
     ap.add_argument("--label", default="", help="a note stored with the result (e.g. before/after)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -157,6 +167,10 @@ def main() -> None:
     vg_cmd += ["--checkpoint", str(weights), "--device", "cpu", "--no-progress", "--no-report"]
     vg_cmd += ["--out", str(vg_out), "--run-dir", str(work / "runs"), *args.vgloc_args.split()]
 
+    base_walls: list[float] = []
+    base_env = None
+    if args.baseline_src is not None:
+        base_env = dict(os.environ, PYTHONPATH=str(args.baseline_src.resolve()))
     ref_walls, vg_walls = [], []
     ref_log = ""
     for r in range(args.repeats):
@@ -164,7 +178,14 @@ def main() -> None:
         ref_walls.append(w)
         w, _ = timed(vg_cmd)
         vg_walls.append(w)
-        print(f"repeat {r}: reference {ref_walls[-1]:.1f} s, vgloc {vg_walls[-1]:.1f} s", flush=True)
+        if base_env is not None:
+            w, _ = timed(vg_cmd, base_env)
+            base_walls.append(w)
+        print(
+            f"repeat {r}: reference {ref_walls[-1]:.1f} s, vgloc {vg_walls[-1]:.1f} s"
+            + (f", baseline vgloc {base_walls[-1]:.1f} s" if base_walls else ""),
+            flush=True,
+        )
     ref_r1 = parse_ref_r1(ref_log)
     results = json.loads((vg_out / "results.json").read_text())
     vg_r1 = _find_r1(results)
@@ -197,11 +218,22 @@ def main() -> None:
         "reference_img_per_s": round(ref_ips, 2),
         "vgloc_img_per_s": round(vg_ips, 2),
         "ratio": round(vg_ips / ref_ips, 3),
+        # Paired: each repeat's vgloc run against the reference run just before it (the
+        # machine's load changes between repeats; the median of these is the robust figure).
+        "ratio_per_repeat": [round(r / v, 3) for r, v in zip(ref_walls, vg_walls, strict=True)],
         "reference_r1": ref_r1,
         "vgloc_r1": vg_r1,
         "cosine_min": float(cos.min()),
         "vgloc_args": args.vgloc_args,
     }
+    if base_walls:
+        out["baseline_src"] = str(args.baseline_src)
+        out["baseline_wall_s"] = base_walls
+        out["baseline_img_per_s"] = round(n / min(base_walls), 2)
+        out["baseline_ratio"] = round(n / min(base_walls) / ref_ips, 3)
+        out["baseline_ratio_per_repeat"] = [
+            round(r / b, 3) for r, b in zip(ref_walls, base_walls, strict=True)
+        ]
     print(json.dumps({k: v for k, v in out.items() if k not in ("machine", "command")}, indent=1))
     write_results(args.out, **out)
 
