@@ -130,7 +130,7 @@ def test_auto_fast_path_follows_the_hardware() -> None:
     cpu = torch.device("cpu")
     expected = torch.bfloat16 if cpu_has_fast_bf16() else None
     assert resolve_fast_path("auto", False, cpu) == (expected, True)
-    assert resolve_fast_path("fp32", None, cpu) == (None, True)
+    assert resolve_fast_path("fp32", None, cpu) == (None, False)
     assert resolve_fast_path("fp32", False, cpu) == (None, False)
     assert resolve_fast_path("fp32", True, cpu) == (None, True)
     assert resolve_fast_path("auto", None, torch.device("cuda")) == (torch.float16, True)

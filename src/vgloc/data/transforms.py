@@ -154,7 +154,7 @@ class NormalizeUint8:
 
         if images.is_floating_point():
             return images
-        x = images.to(torch.float32).div_(255.0)
+        x = images.to(torch.float32).mul_(1.0 / 255.0)  # exactly torchvision's ToDtype(scale=True)
         if self.brightness is not None:
             x = x.mul_(self.brightness).clamp_(0.0, 1.0)
         mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)

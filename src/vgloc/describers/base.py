@@ -43,13 +43,15 @@ class ExtractionOptions:
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         precision: ``"fp32"``, ``"bf16"`` (fast on CPUs with AVX-512 BF16 / AMX),
             ``"fp16"`` (CUDA), or ``"auto"``, the hardware's fast path: fp16 autocast on
-            CUDA; on CPU bf16 + channels_last where bf16 is native (AVX-512 BF16 / AMX),
+            CUDA; on CPU channels_last with bf16 where bf16 is native (AVX-512 BF16 / AMX),
             plain fp32 elsewhere (emulated bf16 is ~4x slower than fp32 on AVX2 CPUs).
         channels_last: NHWC memory format; None (default) = as the fast path says
-            (``"auto"`` precision with native CPU bf16 always runs channels_last).
+            (``"auto"`` precision on CPU always runs channels_last; an explicit
+            precision such as ``"fp32"`` is the plain reference path).
         num_workers: DataLoader worker processes for image decoding; None (default) =
             ``min(4, CPUs)``, none for two batches of images or fewer.
-        engine: ``"auto"`` (ONNX Runtime for fp32 on CPU where installed, else torch),
+        engine: ``"auto"`` (with ``precision="auto"``: ONNX Runtime for fp32 on CPU where
+            installed, else torch; an explicit precision such as ``"fp32"`` runs torch),
             ``"torch"`` or ``"onnxruntime"`` (see :func:`vgloc.models.engines.select_engine`).
         jpeg_draft: decode JPEGs at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling) when
             ``image_size`` is at most half the file's size: faster decoding, descriptors
