@@ -178,7 +178,7 @@ def add_extraction_options(
     default_size: str = "480,640",
     default_batch: int = 16,
     size_note: str = "the VG benchmark's",
-    auto_note: str = "auto = fp16 on CUDA, fp32 on CPU",
+    auto_note: str = "auto = fp16 on CUDA; on CPU bf16 + channels-last where bf16 is native, else fp32 (ONNX Runtime when installed)",
 ) -> None:
     """How images become descriptors."""
     g = p.add_argument_group("descriptor extraction")
@@ -201,7 +201,12 @@ def add_extraction_options(
     g.add_argument(
         "--channels-last", action="store_true", help="NHWC memory format (faster with bf16 on CPU)"
     )
-    g.add_argument("--workers", type=int, default=0, help="image-decoding worker processes (default: 0)")
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="image-decoding worker processes (default: min(4, CPU cores), none for a couple of batches)",
+    )
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
