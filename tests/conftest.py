@@ -15,6 +15,18 @@ LUND_DIR = SHARED / "data" / "lund-exif-gps"
 CHECKPOINT_FIXTURES = SHARED / "fixtures" / "checkpoints"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Point vgloc's cache (ONNX exports, generated cities) at a folder of this test session."""
+    old = os.environ.get("VGLOC_CACHE")
+    os.environ["VGLOC_CACHE"] = str(tmp_path_factory.mktemp("vgloc-cache"))
+    yield
+    if old is None:
+        os.environ.pop("VGLOC_CACHE", None)
+    else:
+        os.environ["VGLOC_CACHE"] = old
+
+
 class NetworkAccessError(RuntimeError):
     """Raised when a test tries to open a network connection (e.g. a weight download)."""
 

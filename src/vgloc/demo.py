@@ -9,26 +9,18 @@ a map of predicted against true positions.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from vgloc.describers import ExtractionOptions
 from vgloc.evaluation import EvalResult, evaluate
+from vgloc.io import cache_dir  # re-exported: benchmarks and tests import it from here
 from vgloc.localizer import build_index
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DEMO_MODEL = "resnet18+gem"
-
-
-def cache_dir() -> Path:
-    """vgloc's cache folder: ``$VGLOC_CACHE``, else ``$XDG_CACHE_HOME/vgloc``, else ``~/.cache/vgloc``."""
-    if os.environ.get("VGLOC_CACHE"):
-        return Path(os.environ["VGLOC_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "vgloc"
 
 
 def cpu_has_fast_bf16() -> bool:

@@ -17,6 +17,14 @@ from pathlib import Path
 from typing import Any
 
 
+def cache_dir() -> Path:
+    """vgloc's cache folder: ``$VGLOC_CACHE``, else ``$XDG_CACHE_HOME/vgloc``, else ``~/.cache/vgloc``."""
+    if os.environ.get("VGLOC_CACHE"):
+        return Path(os.environ["VGLOC_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "vgloc"
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``final``; on success rename it to ``final``.

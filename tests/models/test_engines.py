@@ -1,0 +1,73 @@
+"""The ONNX Runtime engine's on-disk export cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+
+from vgloc.models import create_model
+from vgloc.models.engines import OnnxRuntimeEngine, _cache_path
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("VGLOC_CACHE", str(tmp_path))
+    return tmp_path
+
+
+def test_a_second_process_with_the_same_weights_skips_the_export(cache: Path, monkeypatch) -> None:
+    torch.manual_seed(0)
+    model = create_model("tiny+gem").eval()
+    example = torch.rand(2, 3, 32, 48)
+    first = OnnxRuntimeEngine(model, example)
+    assert not first.from_cache and first.cache_path.is_file()
+    assert first.cache_path.parent == cache / "onnx"
+
+    # Same weights in a new module object (as in a new process): loaded, never exported.
+    twin = create_model("tiny+gem").eval()
+    twin.load_state_dict(model.state_dict())
+
+    def no_export(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("exported although the cache holds this model")
+
+    monkeypatch.setattr(torch.onnx, "export", no_export)
+    second = OnnxRuntimeEngine(twin, example)
+    assert second.from_cache
+    torch.testing.assert_close(second(example), first(example))
+
+
+def test_other_weights_get_another_cache_file_and_a_damaged_file_is_replaced(cache: Path) -> None:
+    torch.manual_seed(0)
+    model = create_model("tiny+gem").eval()
+    path = _cache_path(model)
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    assert _cache_path(model) != path
+    path = _cache_path(model)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not an onnx graph")
+    example = torch.rand(1, 3, 32, 48)
+    engine = OnnxRuntimeEngine(model, example)
+    assert not engine.from_cache and path.read_bytes() != b"not an onnx graph"
+    with torch.no_grad():
+        torch.testing.assert_close(engine(example), model(example), atol=1e-5, rtol=1e-4)
+
+
+def test_the_cache_keeps_only_the_most_recent_exports(cache: Path) -> None:
+    from vgloc.models import engines
+
+    folder = cache / "onnx"
+    folder.mkdir()
+    import os
+
+    for i in range(engines.CACHE_KEEP + 3):
+        f = folder / f"{i:02d}.onnx"
+        f.write_bytes(b"x")
+        os.utime(f, (1000 + i, 1000 + i))
+    engines._prune(folder, keep=engines.CACHE_KEEP)
+    left = sorted(f.name for f in folder.glob("*.onnx"))
+    assert left == [f"{i:02d}.onnx" for i in range(3, engines.CACHE_KEEP + 3)]
