@@ -39,7 +39,7 @@ _LAZY = {
     "ImageDataset": "vgloc.data.datasets",
     "check_batchable": "vgloc.data.datasets",
     "collate_images": "vgloc.data.datasets",
-    "load_image": "vgloc.data.datasets",
+    "load_image": "vgloc.data.images",
 }
 
 __all__ = [

@@ -7,96 +7,17 @@ of DataLoader batching.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import Dataset
 
-from vgloc.data.images import ImageInput, is_path_input, open_image_input
+from vgloc.data.images import ImageInput, image_size, is_path_input, load_image, open_image_input
 from vgloc.data.records import GeoImageSet
-from vgloc.data.validation import DataError
-
-
-def load_image(
-    path: str | os.PathLike[str],
-    *,
-    exif_transpose: bool = True,
-    draft_size: tuple[int, int] | None = None,
-) -> Image.Image:
-    """Open an image as RGB, fully decoded.
-
-    Args:
-        path: the image file.
-        exif_transpose: apply the EXIF orientation tag, so a phone photo taken upright
-            is seen upright (a no-op for images without the tag, such as benchmark images).
-        draft_size: the (H, W) the image will be resized to (as seen after the EXIF
-            orientation), if any: a JPEG at least twice as large is then decoded at
-            1/2, 1/4 or 1/8 scale by libjpeg (Pillow's ``draft``), never below this size.
-            None decodes at full size.
-
-    Returns:
-        The RGB PIL image.
-
-    Raises:
-        DataError: naming the file when it cannot be opened or decoded.
-    """
-    try:
-        with Image.open(path) as im:
-            if draft_size is not None and im.format == "JPEG":
-                _draft(im, draft_size, exif_transpose)
-            im.load()
-            out = ImageOps.exif_transpose(im) if exif_transpose else im
-            return out.convert("RGB")
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{os.fspath(path)}: cannot read image ({type(exc).__name__}: {exc})") from exc
-
-
-# EXIF orientations that swap width and height (transpose, rotate 90/270, transverse).
-_SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
-
-
-def _orientation(im: Image.Image) -> int:
-    try:
-        return int(im.getexif().get(0x0112, 1))
-    except (ValueError, TypeError, OSError, SyntaxError):
-        return 1
-
-
-def _draft(im: Image.Image, size: tuple[int, int], exif_transpose: bool) -> None:
-    """Ask libjpeg for the smallest DCT scale that keeps the image at least ``size`` (H, W)."""
-    h, w = size
-    if exif_transpose and _orientation(im) in _SWAPPING_ORIENTATIONS:
-        h, w = w, h
-    if im.width >= 2 * w and im.height >= 2 * h:
-        im.draft("RGB", (w, h))
-
-
-def image_size(item: Any, *, exif_transpose: bool = True, name: str = "image") -> tuple[int, int]:
-    """The (H, W) an image input decodes to, from the file header when it is a path.
-
-    Raises:
-        DataError: naming the file when its header cannot be read.
-    """
-    if isinstance(item, Path) or is_path_input(item):
-        try:
-            with Image.open(item) as im:
-                w, h = im.size
-                if exif_transpose and _orientation(im) in _SWAPPING_ORIENTATIONS:
-                    w, h = h, w
-                return h, w
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise DataError(f"{os.fspath(item)}: cannot read image ({type(exc).__name__}: {exc})") from exc
-    if isinstance(item, np.ndarray):
-        return int(item.shape[0]), int(item.shape[1])
-    if isinstance(item, Image.Image):
-        return item.height, item.width
-    image = open_image_input(item, exif_transpose=exif_transpose, name=name)
-    return image.height, image.width
 
 
 class ImageDataset(Dataset[tuple[torch.Tensor, int]]):

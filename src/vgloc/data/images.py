@@ -9,18 +9,95 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from vgloc.data.validation import DataError
 
-__all__ = ["ImageInput", "describe_input", "is_path_input", "open_image_input"]
+__all__ = ["ImageInput", "describe_input", "image_size", "is_path_input", "load_image", "open_image_input"]
 
 #: What a locate call accepts for one photo: a file path, a PIL image, an
 #: ``(H, W, 3)`` uint8 RGB (or ``(H, W)`` grey) array, or the bytes of an encoded file.
 ImageInput: TypeAlias = "str | os.PathLike[str] | Image.Image | np.ndarray | bytes | bytearray"
+
+
+def load_image(
+    path: str | os.PathLike[str],
+    *,
+    exif_transpose: bool = True,
+    draft_size: tuple[int, int] | None = None,
+) -> Image.Image:
+    """Open an image as RGB, fully decoded.
+
+    Args:
+        path: the image file.
+        exif_transpose: apply the EXIF orientation tag, so a phone photo taken upright
+            is seen upright (a no-op for images without the tag, such as benchmark images).
+        draft_size: the (H, W) the image will be resized to (as seen after the EXIF
+            orientation), if any: a JPEG at least twice as large is then decoded at
+            1/2, 1/4 or 1/8 scale by libjpeg (Pillow's ``draft``), never below this size.
+            None decodes at full size.
+
+    Returns:
+        The RGB PIL image.
+
+    Raises:
+        DataError: naming the file when it cannot be opened or decoded.
+    """
+    try:
+        with Image.open(path) as im:
+            if draft_size is not None and im.format == "JPEG":
+                _draft(im, draft_size, exif_transpose)
+            im.load()
+            out = ImageOps.exif_transpose(im) if exif_transpose else im
+            return out.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{os.fspath(path)}: cannot read image ({type(exc).__name__}: {exc})") from exc
+
+
+# EXIF orientations that swap width and height (transpose, rotate 90/270, transverse).
+_SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(0x0112, 1))
+    except (ValueError, TypeError, OSError, SyntaxError):
+        return 1
+
+
+def _draft(im: Image.Image, size: tuple[int, int], exif_transpose: bool) -> None:
+    """Ask libjpeg for the smallest DCT scale that keeps the image at least ``size`` (H, W)."""
+    h, w = size
+    if exif_transpose and _orientation(im) in _SWAPPING_ORIENTATIONS:
+        h, w = w, h
+    if im.width >= 2 * w and im.height >= 2 * h:
+        im.draft("RGB", (w, h))
+
+
+def image_size(item: Any, *, exif_transpose: bool = True, name: str = "image") -> tuple[int, int]:
+    """The (H, W) an image input decodes to, from the file header when it is a path.
+
+    Raises:
+        DataError: naming the file when its header cannot be read.
+    """
+    if isinstance(item, Path) or is_path_input(item):
+        try:
+            with Image.open(item) as im:
+                w, h = im.size
+                if exif_transpose and _orientation(im) in _SWAPPING_ORIENTATIONS:
+                    w, h = h, w
+                return h, w
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise DataError(f"{os.fspath(item)}: cannot read image ({type(exc).__name__}: {exc})") from exc
+    if isinstance(item, np.ndarray):
+        return int(item.shape[0]), int(item.shape[1])
+    if isinstance(item, Image.Image):
+        return item.height, item.width
+    image = open_image_input(item, exif_transpose=exif_transpose, name=name)
+    return image.height, image.width
 
 
 def is_path_input(item: object) -> bool:
@@ -55,8 +132,6 @@ def open_image_input(item: object, *, exif_transpose: bool = True, name: str = "
         DataError: the input cannot be decoded, or is of an unsupported kind.
     """
     if is_path_input(item):
-        from vgloc.data.datasets import load_image  # imports torch; only paths need it here
-
         return load_image(Path(item), exif_transpose=exif_transpose)  # type: ignore[arg-type]
     if isinstance(item, Image.Image):
         return item.convert("RGB")

@@ -58,11 +58,13 @@ def resolve_describer(
             raise ValueError("empty model spec")
         return describer_kind_for_spec(model).from_spec(model, checkpoint, pretrained=pretrained)
     # An object: the classical model of vgloc.models, or a torch network.
-    wrap = getattr(model, "as_describer", None)
-    if callable(wrap):
+    from vgloc.describers.classical import ClassicalDescriber
+    from vgloc.models.classical import ClassicalDescriber as ClassicalModel
+
+    if isinstance(model, ClassicalModel):
         if checkpoint is not None:
             raise ValueError("checkpoint does not apply to a ready classical descriptor")
-        return wrap()
+        return ClassicalDescriber(model)
     from torch import nn
 
     if isinstance(model, nn.Module):

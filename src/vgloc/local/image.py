@@ -88,7 +88,7 @@ def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
         DataError: naming the file when it cannot be read or decoded.
     """
     # vgloc.data.datasets imports torch; imported here so `import vgloc.local` stays light.
-    from vgloc.data.datasets import load_image
+    from vgloc.data.images import load_image
 
     return np.asarray(load_image(path), dtype=np.uint8)
 

@@ -16,7 +16,8 @@ from vgloc.models.aggregators import initialize_netvlad
 from vgloc.models.backbones import freeze_early_layers
 from vgloc.models.checkpoints import load_model, load_state_dict_compat, save_model
 from vgloc.models.extract import extract_descriptors
-from vgloc.models.model import GeoLocalizationModel, ModelRow, create_model, list_models
+from vgloc.models.factory import ModelRow, create_model, list_models
+from vgloc.models.model import GeoLocalizationModel
 from vgloc.models.spec import ModelSpec
 
 __all__ = [

@@ -109,12 +109,6 @@ class ClassicalDescriber:
         out.vlad = vlad
         return out
 
-    def as_describer(self) -> Any:
-        """This descriptor behind the :class:`vgloc.describers.Describer` contract."""
-        from vgloc.describers.classical import ClassicalDescriber as Describer
-
-        return Describer(self)
-
     def __repr__(self) -> str:
         return f"ClassicalDescriber({self.spec!r}, fitted={not self.requires_fit})"
 

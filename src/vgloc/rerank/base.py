@@ -111,14 +111,26 @@ class BaseReranker(abc.ABC):
         return False
 
     @classmethod
-    def check_spec(cls, spec: str) -> None:  # pragma: no cover - each kind overrides it
-        """Raise ValueError (UnknownNameError for an unknown part) if ``spec`` is not valid."""
-        raise NotImplementedError
+    def check_spec(cls, spec: str) -> None:
+        """Raise ValueError (UnknownNameError for an unknown part) if ``spec`` is not valid.
+
+        The default builds nothing and accepts only the kind's registered name; kinds with a
+        spec grammar (``extractor+matcher+verifier``) override it.
+        """
+        if not cls.claims(spec):
+            raise ValueError(f"{cls.__name__} does not read the spec {spec!r}")
 
     @classmethod
-    def from_spec(cls, spec: str, cache: Any = None, **options: Any) -> BaseReranker:  # pragma: no cover
-        """Build from a spec string (parsed here, once)."""
-        raise NotImplementedError
+    def from_spec(cls, spec: str, cache: Any = None, **options: Any) -> BaseReranker:
+        """Build from a spec string (parsed here, once).
+
+        The default checks the spec and calls the constructor with the options (a kind
+        without a spec grammar); kinds that parse specs override it.
+        """
+        cls.check_spec(spec)
+        if cache is not None:
+            options["cache"] = cache
+        return cls(**options)
 
     # -- scoring -------------------------------------------------------------------------
     @abc.abstractmethod

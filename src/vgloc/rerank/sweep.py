@@ -19,12 +19,14 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vgloc.io import atomic_path, write_text_atomic
-from vgloc.rerank.run import CandidateScores
+
+if TYPE_CHECKING:
+    from vgloc.rerank.run import CandidateScores
 
 __all__ = [
     "DEFAULT_SWEEP_KS",

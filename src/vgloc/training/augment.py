@@ -29,7 +29,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from vgloc.config import AugmentConfig
-from vgloc.data.datasets import load_image
+from vgloc.data.images import load_image
 from vgloc.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["ImageLoader", "TrainAugment", "augmentation_enabled"]

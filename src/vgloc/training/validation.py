@@ -58,7 +58,10 @@ class TrainingDescriber(Describer):
         return extract_descriptors(self.model, self.dataset_factory(list(images)), **self.extract_kwargs)
 
     def index_state(self) -> IndexState:
-        raise NotImplementedError("a network under training is not indexed; export it first")
+        # Validation searches in memory; an index of a network mid-training would be stale.
+        raise TypeError(
+            "a network under training is not indexed: export it (best_model.pt) and build an index from that"
+        )
 
 
 def validation_recalls(
