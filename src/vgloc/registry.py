@@ -35,6 +35,7 @@ __all__ = [
     "HEADS",
     "METRICS",
     "PREDICTORS",
+    "PUBLISHED_MODELS",
     "RERANKERS",
     "TRAINING_ADDONS",
     "TRAINING_METHODS",
@@ -257,3 +258,4 @@ RERANKERS: Registry[Any] = Registry("reranker")
 TRAINING_METHODS: Registry[Any] = Registry("training method")
 TRAINING_ADDONS: Registry[Any] = Registry("training add-on")
 COMMANDS: Registry[Any] = Registry("command")
+PUBLISHED_MODELS: Registry[Any] = Registry("published model")
