@@ -143,6 +143,38 @@ def test_auto_num_workers() -> None:
     assert 0 <= auto_num_workers(1000, 16) <= 4
 
 
+def test_gpu_machines_decode_with_every_core_but_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from vgloc.models.extract import auto_num_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(16)), raising=False)
+    assert auto_num_workers(1000, 16, "cuda") == 15
+    assert auto_num_workers(1000, 16, "cpu") == 4
+    assert auto_num_workers(20, 16, "cuda") == 0  # two batches or less: no workers
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(64)), raising=False)
+    assert auto_num_workers(1000, 16, "cuda") == 16
+
+
+def test_cudnn_autotune_is_set_for_the_extraction_only() -> None:
+    from vgloc.models.extract import _cudnn_autotune
+
+    before = torch.backends.cudnn.benchmark
+    with _cudnn_autotune(torch.device("cuda")):
+        assert torch.backends.cudnn.benchmark is True
+    assert torch.backends.cudnn.benchmark == before
+    with _cudnn_autotune(torch.device("cpu")):
+        assert torch.backends.cudnn.benchmark == before
+
+
+@pytest.mark.slow
+def test_compiled_extraction_gives_the_eager_descriptors(model: torch.nn.Module) -> None:
+    ds = _Images(6)
+    eager = extract_descriptors(model, ds, batch_size=3, progress=False)
+    compiled = extract_descriptors(model, ds, batch_size=3, progress=False, compile=True)
+    np.testing.assert_allclose(compiled, eager, atol=1e-5)
+
+
 def test_auto_precision_gives_the_fp32_descriptors(model: torch.nn.Module) -> None:
     """The automatic fast path: fp32 channels_last, or bf16 (cosine >= 0.999) only where bf16 is native."""
     from vgloc.models.extract import cpu_has_fast_bf16

@@ -105,16 +105,57 @@ def resolve_fast_path(
     return amp, bool(channels_last)
 
 
-def auto_num_workers(n_images: int, batch_size: int) -> int:
-    """Decoding worker processes: ``min(4, CPUs)``, none for a dataset of two batches or less.
+def auto_num_workers(n_images: int, batch_size: int, device: str | torch.device = "cpu") -> int:
+    """Decoding worker processes, none for a dataset of two batches or less.
 
+    On CPU ``min(4, CPUs)``: the network shares the cores with decoding, so more
+    workers only take cores from it. On a GPU the cores have nothing else to do and
+    decoding is the limit (a 16-core machine decodes about 4,000 480x640 JPEGs/s with
+    PIL in 16 processes, faster than nvJPEG's 2,600 img/s there, while the network
+    alone runs 4,000-10,000 img/s), so every core but one decodes, up to 16.
     Worker start-up (about 0.1-0.3 s each) is not worth it for a handful of images,
     nor on a single CPU.
     """
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if cpus < 2 or n_images <= 2 * max(1, batch_size):
         return 0
+    if torch.device(device).type == "cuda":
+        return max(1, min(16, cpus - 1))
     return min(4, cpus)
+
+
+@contextlib.contextmanager
+def _cudnn_autotune(device: torch.device) -> Iterator[None]:
+    """cuDNN picks the fastest convolution algorithm per input shape, for the extraction only.
+
+    A global flag, so it is set here (not at import) and restored afterwards.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+_COMPILED: Any = None
+
+
+def _compiled(model: nn.Module) -> Callable[[Tensor], Tensor]:
+    """``torch.compile(model)``, kept per model so a second extraction does not recompile."""
+    global _COMPILED
+    import weakref
+
+    if _COMPILED is None:
+        _COMPILED = weakref.WeakKeyDictionary()
+    fn = _COMPILED.get(model)
+    if fn is None:
+        fn = torch.compile(model, dynamic=False)
+        _COMPILED[model] = fn
+    return fn
 
 
 def _split_batch(batch: Any) -> tuple[Tensor, Tensor | None]:
@@ -162,6 +203,7 @@ def extract_descriptors(
     batches: Sequence[Sequence[int]] | None = None,
     preprocess: Callable[[Tensor], Tensor] | None = None,
     engine: str = "torch",
+    compile: bool = False,
 ) -> np.ndarray:
     """Compute one descriptor per dataset item.
 
@@ -193,8 +235,12 @@ def extract_descriptors(
             uint8 batches get ImageNet normalisation, float batches pass unchanged.
         engine: ``"torch"``; ``"onnxruntime"``; or ``"auto"``: with ``precision="auto"``,
             ONNX Runtime for the fp32 CPU path where it is installed (about 2x faster
-            there, same descriptors), torch otherwise (and with an explicit precision) (see :func:`vgloc.models.engines.select_engine`; it falls back to
-            torch when a model does not convert).
+            there, same descriptors), torch otherwise (and with an explicit precision)
+            (see :func:`vgloc.models.engines.select_engine`; it falls back to torch when
+            a model does not convert).
+        compile: Run the torch path through ``torch.compile`` (once per model and
+            process; pays off on GPUs for large databases, not for a few images).
+            Ignored when an engine other than torch runs the model.
 
     Returns:
         Descriptors, row ``i`` for dataset item ``i``.
@@ -215,7 +261,7 @@ def extract_descriptors(
     amp, channels_last = resolve_fast_path(precision, channels_last, dev)
     n = len(dataset)  # type: ignore[arg-type]
     if num_workers is None:
-        num_workers = auto_num_workers(n, int(batch_size))
+        num_workers = auto_num_workers(n, int(batch_size), dev)
     if preprocess is None:
         from vgloc.data.transforms import NormalizeUint8
 
@@ -256,7 +302,12 @@ def extract_descriptors(
             model.train(was_training)
     if runner is not None:
         channels_last = False  # the engine has its own layout
+    forward: Callable[[Tensor], Tensor] = _compiled(model) if compile and runner is None else model
+    # On a GPU the rows stay there until the end: copying each batch to the host would
+    # wait for the device after every batch and leave it idle while the next is queued.
+    on_device: Tensor | None = None
     with (
+        _cudnn_autotune(dev),
         _inference_setup(model, channels_last),
         torch.inference_mode(),
         tqdm(total=n, desc="descriptors", unit="img", disable=not progress) as bar,
@@ -273,7 +324,7 @@ def extract_descriptors(
                 if channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
                 with autocast:
-                    desc = model(images)
+                    desc = forward(images)
             rows = idx.cpu().numpy().astype(np.int64).reshape(-1)
             if rows.size != desc.shape[0]:
                 raise ValueError(f"batch has {desc.shape[0]} images but {rows.size} indices")
@@ -281,11 +332,18 @@ def extract_descriptors(
                 raise ValueError(f"dataset index out of range 0..{n - 1}: {rows.tolist()}")
             if filled[rows].any() or len(np.unique(rows)) != rows.size:
                 raise ValueError(f"dataset index repeated: {rows.tolist()}")
-            if out is None:
-                out = np.empty((n, desc.shape[1]), dtype=out_np)
-            out[rows] = desc.float().cpu().numpy()
+            if dev.type == "cuda":
+                if on_device is None:
+                    on_device = torch.empty((n, desc.shape[1]), dtype=torch.float32, device=dev)
+                on_device[torch.from_numpy(rows).to(dev, non_blocking=True)] = desc.float()
+            else:
+                if out is None:
+                    out = np.empty((n, desc.shape[1]), dtype=out_np)
+                out[rows] = desc.float().cpu().numpy()
             filled[rows] = True
             bar.update(rows.size)
+        if on_device is not None:
+            out = on_device.cpu().numpy().astype(out_np, copy=False)
     elapsed = time.perf_counter() - started
     global _LAST
     _LAST = (
