@@ -24,8 +24,9 @@ def test_a_second_process_with_the_same_weights_skips_the_export(cache: Path, mo
     model = create_model("tiny+gem").eval()
     example = torch.rand(2, 3, 32, 48)
     first = OnnxRuntimeEngine(model, example)
-    assert not first.from_cache and first.cache_path.is_file()
-    assert first.cache_path.parent == cache / "onnx"
+    assert not first.from_cache and not first.cache_path.exists()  # cached once checked
+    first.save_to_cache()
+    assert first.cache_path.is_file() and first.cache_path.parent == cache / "onnx"
 
     # Same weights in a new module object (as in a new process): loaded, never exported.
     twin = create_model("tiny+gem").eval()
@@ -52,6 +53,7 @@ def test_other_weights_get_another_cache_file_and_a_damaged_file_is_replaced(cac
     path.write_bytes(b"not an onnx graph")
     example = torch.rand(1, 3, 32, 48)
     engine = OnnxRuntimeEngine(model, example)
+    engine.save_to_cache()
     assert not engine.from_cache and path.read_bytes() != b"not an onnx graph"
     with torch.no_grad():
         torch.testing.assert_close(engine(example), model(example), atol=1e-5, rtol=1e-4)
@@ -71,3 +73,28 @@ def test_the_cache_keeps_only_the_most_recent_exports(cache: Path) -> None:
     engines._prune(folder, keep=engines.CACHE_KEEP)
     left = sorted(f.name for f in folder.glob("*.onnx"))
     assert left == [f"{i:02d}.onnx" for i in range(3, engines.CACHE_KEEP + 3)]
+
+
+def test_only_checked_exports_are_cached_and_a_cached_one_skips_the_torch_check(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vgloc.models import engines
+
+    torch.manual_seed(0)
+    model = create_model("tiny+gem").eval()
+    example = torch.rand(1, 3, 32, 48)
+    # An export whose output differs from torch's: refused, and never written to the cache.
+    real_call = OnnxRuntimeEngine.__call__
+    monkeypatch.setattr(OnnxRuntimeEngine, "__call__", lambda self, x: -real_call(self, x))
+    assert engines.select_engine(model, "auto", torch.device("cpu"), None, example) is None
+    assert not _cache_path(model).exists()
+    monkeypatch.setattr(OnnxRuntimeEngine, "__call__", real_call)
+    assert engines.select_engine(model, "auto", torch.device("cpu"), None, example) is not None
+    assert _cache_path(model).is_file()
+
+    # A new process (a new module object, same weights) trusts the cached file: torch never runs.
+    twin = create_model("tiny+gem").eval()
+    twin.load_state_dict(model.state_dict())
+    monkeypatch.setattr(twin, "forward", lambda x: (_ for _ in ()).throw(AssertionError("torch ran")))
+    runner = engines.select_engine(twin, "auto", torch.device("cpu"), None, example)
+    assert runner is not None and runner.from_cache
