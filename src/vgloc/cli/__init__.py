@@ -60,6 +60,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vgloc.cli.synth",
     "vgloc.cli.demo",
     "vgloc.cli.train",
+    "vgloc.cli.serve",
 )
 
 
