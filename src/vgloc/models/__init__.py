@@ -11,7 +11,15 @@ Importing this package registers the backbones, aggregators and heads in
 :mod:`vgloc.registry`; nothing is downloaded until weights are asked for.
 """
 
-from vgloc.models import aggregators, backbones, heads  # noqa: F401  (registers components)
+from vgloc.models import (  # noqa: F401  (registers components and published entries)
+    aggregators,
+    backbones,
+    cricavpr,
+    dinov2,
+    heads,
+    megaloc,
+    salad,
+)
 from vgloc.models.aggregators import initialize_netvlad
 from vgloc.models.backbones import freeze_early_layers
 from vgloc.models.checkpoints import load_model, load_state_dict_compat, save_model

@@ -16,6 +16,11 @@ from vgloc.models.spec import ModelSpec
 __all__ = ["GeoLocalizationModel"]
 
 
+def _check_images(x: Tensor) -> None:
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(x.shape)}")
+
+
 class GeoLocalizationModel(nn.Module):
     """Image -> L2-normalised global descriptor, built from a spec string.
 
@@ -36,6 +41,12 @@ class GeoLocalizationModel(nn.Module):
         aggregator: :class:`~vgloc.models.aggregators.Aggregator`.
         head: :class:`~vgloc.models.heads.Head`.
 
+    CLS-token contract: an aggregator whose class sets ``needs_cls_token = True``
+    (SALAD, MegaLoc, CricaVPR) is called with the pair ``(map (B, C, h, w), cls (B, C))``
+    from the backbone's ``forward_tokens(x)`` (DINOv2 backbones have it); every other
+    aggregator gets the map ``backbone(x)`` alone. Building such an aggregator on a
+    backbone without ``forward_tokens`` is a ``ValueError``.
+
     Shape:
         - Input: ``(B, 3, H, W)``, ImageNet-normalised RGB
         - Output: ``(B, D)``, unit L2 norm per row
@@ -54,6 +65,14 @@ class GeoLocalizationModel(nn.Module):
         self.aggregator = build_aggregator(
             parsed.aggregator, self.backbone.out_channels, parsed.aggregator_arg
         )
+        # Aggregators that also read the CLS token (SALAD, MegaLoc, CricaVPR) get
+        # (map, cls) from a ViT backbone's forward_tokens; the others get the map alone.
+        self.needs_cls_token = bool(getattr(self.aggregator, "needs_cls_token", False))
+        if self.needs_cls_token and not hasattr(self.backbone, "forward_tokens"):
+            raise ValueError(
+                f"aggregator {parsed.aggregator!r} needs a backbone with a CLS token "
+                f"(a ViT such as dinov2_vitb14), got {parsed.backbone!r}"
+            )
         self.head = build_head(parsed.head, self.aggregator.out_dim, parsed.head_arg)
         self.descriptor_dim = int(self.head.out_dim)
         # Filled by load_model with the checkpoint's "extra" dict.
@@ -66,8 +85,7 @@ class GeoLocalizationModel(nn.Module):
             - x: ``(B, 3, H, W)``
             - Output: ``(B, C, H', W')``
         """
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(x.shape)}")
+        _check_images(x)
         return self.backbone(x)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -83,7 +101,12 @@ class GeoLocalizationModel(nn.Module):
             - x: ``(B, 3, H, W)``
             - Output: ``(B, descriptor_dim)``
         """
-        out = self.head(self.aggregator(self.features(x)))
+        if self.needs_cls_token:
+            _check_images(x)
+            pair = self.backbone.forward_tokens(x)  # type: ignore[operator]
+            out = self.head(self.aggregator(pair))
+        else:
+            out = self.head(self.aggregator(self.features(x)))
         # Normalise in at least float32: under fp16/bf16 autocast the squared norm of a
         # long vector loses precision (and can overflow in fp16).
         return F.normalize(out.to(torch.promote_types(out.dtype, torch.float32)), p=2, dim=1)
