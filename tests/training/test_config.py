@@ -43,7 +43,7 @@ def test_triplet_defaults_follow_the_vg_benchmark() -> None:
     assert cfg.validation.recall_values == [1, 5, 10, 20]
     assert cfg.validation.threshold_m == 25.0
     assert cfg.augment.brightness == 0 and cfg.augment.random_resized_crop is None
-    assert cfg.runtime.seed == 0 and cfg.runtime.precision == "fp32"
+    assert cfg.runtime.seed == 0 and cfg.runtime.precision == "auto"
 
 
 def test_cosplace_defaults_follow_cosplace() -> None:

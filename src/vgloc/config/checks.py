@@ -81,6 +81,7 @@ def check_shared(cfg: TrainConfig) -> list[str]:
         need(all(x >= 16 for x in v.image_size), f"validation.image_size={list(v.image_size)} must be >= 16")
     need(r.num_workers is None or r.num_workers >= 0, f"runtime.num_workers={r.num_workers} must be >= 0")
     need(r.num_threads is None or r.num_threads >= 1, f"runtime.num_threads={r.num_threads} must be >= 1")
+    need(r.accumulation_steps >= 1, f"runtime.accumulation_steps={r.accumulation_steps} must be >= 1")
     need(r.step_log_every >= 1, f"runtime.step_log_every={r.step_log_every} must be >= 1")
     need(
         r.checkpoint_every_steps >= 0,

@@ -213,10 +213,20 @@ class RuntimeConfig:
             parser.py:55).
         deterministic: cuDNN deterministic and no autotuning, as VGB seeds
             (commons.py:16-27).
-        precision: ``fp32`` (both recipes' default; CP parser.py:26, README: the
-            paper's numbers are without AMP), ``fp16`` (CUDA autocast with a
-            GradScaler) or ``bf16`` (autocast on CPU or CUDA, no scaler).
-        channels_last: NHWC memory format (faster convolutions on recent hardware).
+        precision: ``auto`` (default: the hardware's fast path, fp32 on a CPU
+            without native bf16, bf16 autocast where it is native or on a CUDA GPU
+            with bf16, else fp16 with loss scaling), ``fp32`` (both recipes'
+            default; CP parser.py:26, README: the paper's numbers are without AMP),
+            ``fp16`` (CUDA autocast with a GradScaler) or ``bf16`` (autocast on CPU
+            or CUDA, no scaler).
+        channels_last: NHWC memory format (faster convolutions on recent hardware);
+            None: on with autocast (CPU or CUDA), off for fp32.
+        compile: ``torch.compile`` the training network (off by default: compiling
+            costs minutes on a small CPU; see docs/training_speed.md).
+        accumulation_steps: Split each step's batch into this many equal
+            micro-batches, accumulating gradients before one update (the same
+            update as the whole batch up to float rounding, except that BatchNorm
+            statistics are per micro-batch), so a large batch fits in memory.
         num_workers: DataLoader worker processes; None: ``min(8, CPUs per process - 1)``
             (both recipes default to 8).
         num_threads: torch intra-op CPU threads during the run (restored afterwards);
@@ -235,8 +245,10 @@ class RuntimeConfig:
     device: str = "auto"
     seed: int = 0
     deterministic: bool = True
-    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
-    channels_last: bool = False
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    channels_last: bool | None = None
+    compile: bool = False
+    accumulation_steps: int = 1
     num_workers: int | None = None
     num_threads: int | None = None
     progress: bool = True

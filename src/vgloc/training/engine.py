@@ -56,6 +56,7 @@ from vgloc.training.distributed import (
     broadcast_object,
     distributed_session,
 )
+from vgloc.training.fastpath import maybe_compile, resolve_channels_last, resolve_precision
 from vgloc.training.metrics import RunLogger
 from vgloc.training.optim import build_optimizer, build_scheduler
 from vgloc.training.records import validate_and_record
@@ -119,6 +120,14 @@ class TrainResult:
     config: TrainConfig | None = field(default=None, repr=False)
 
 
+def _precision_reason(precision: str, device: torch.device) -> str:
+    if device.type != "cpu":
+        return "chosen for the GPU"
+    if precision == "bf16":
+        return "this CPU has native bf16"
+    return "no native bf16 on this CPU (emulated bf16 is slower than fp32)"
+
+
 def _fresh_accum() -> dict[str, Any]:
     return {"loss_sum": 0.0, "loss_count": 0, "images": 0, "seconds": 0.0, "terms": {}}
 
@@ -166,6 +175,8 @@ class Trainer(StepMixin, ABC):
         self.scheduler: Any = None
         self.scaler: torch.amp.GradScaler
         self.amp_dtype: torch.dtype | None = None
+        self.precision = "fp32"  # runtime.precision resolved for the device (fastpath)
+        self.channels_last = False
         self.logger: RunLogger
         self.addons: list[TrainerAddon] = []
         self.train_split: Any = None
@@ -325,7 +336,9 @@ class Trainer(StepMixin, ABC):
                 "or choose another run folder"
             )
         seed_everything(cfg.runtime.seed)
-        self.amp_dtype = configure_backends(cfg, self.device)
+        self.precision = resolve_precision(cfg.runtime.precision, self.device)
+        self.channels_last = resolve_channels_last(cfg.runtime.channels_last, self.precision)
+        self.amp_dtype = configure_backends(cfg, self.device, self.precision)
         self.logger = RunLogger(
             self.run_dir,
             enabled=self.dist.is_main,
@@ -336,12 +349,17 @@ class Trainer(StepMixin, ABC):
         )
         try:
             log.info(
-                "%s training in %s on %s%s, precision %s",
+                "%s training in %s on %s%s, precision %s%s%s%s",
                 self.method,
                 self.run_dir,
                 self.device,
                 f" ({self.dist.world_size} processes)" if self.dist.enabled else "",
-                cfg.runtime.precision,
+                self.precision,
+                f" ({cfg.runtime.precision}: {_precision_reason(self.precision, self.device)})"
+                if cfg.runtime.precision == "auto"
+                else "",
+                ", channels_last" if self.channels_last else "",
+                ", torch.compile" if cfg.runtime.compile else "",
             )
             self.load_data()
             self._adapt()
@@ -356,7 +374,7 @@ class Trainer(StepMixin, ABC):
             if self.dist.is_main:
                 save_config(cfg, self.run_dir / "config.yaml")
             self.prepare_data()
-            self.model = build_training_model(cfg, self.device)
+            self.model = build_training_model(cfg, self.device, self.channels_last)
             self.prepare_method()
             self._setup_addons()
             params = [p for p in self.model.parameters() if p.requires_grad]
@@ -372,7 +390,7 @@ class Trainer(StepMixin, ABC):
                 restore_state(self, ckpt)
             else:
                 self.initialize_from_data()
-            self.net = wrap_ddp(self.model, self.dist, self.device)
+            self.net = maybe_compile(wrap_ddp(self.model, self.dist, self.device), cfg.runtime.compile)
             if ckpt is None and cfg.validation.before_training:
                 validate_and_record(self, epoch=-1)
             if ckpt is not None:
@@ -399,6 +417,12 @@ class Trainer(StepMixin, ABC):
 
     def _setup_addons(self) -> None:
         self.addons = build_addons(self.cfg)
+        if self.addons and self.cfg.runtime.accumulation_steps > 1:
+            # Their extra inputs and loss terms are defined per step, not per micro-batch.
+            raise ConfigError(
+                f"runtime.accumulation_steps={self.cfg.runtime.accumulation_steps} cannot be combined with "
+                f"training add-ons ({', '.join(a.name for a in self.addons)}): use 1"
+            )
         for addon in self.addons:
             addon.setup(self)
         self._addon_params = [p for a in self.addons for p in a.parameters()]

@@ -131,7 +131,7 @@ def _validation_recalls(t: Trainer) -> dict[str, dict[int, float]]:
         batch_size=cfg.validation.batch_size,
         device=t.device,
         precision=t.extract_precision,
-        channels_last=cfg.runtime.channels_last,
+        channels_last=t.channels_last,
         num_workers=t.num_workers,
         progress=cfg.runtime.progress,
     )

@@ -16,6 +16,7 @@ from torch import nn
 
 from vgloc.config import ConfigError, TrainConfig
 from vgloc.training.distributed import DistInfo
+from vgloc.training.fastpath import resolve_precision
 
 if TYPE_CHECKING:
     from vgloc.models import GeoLocalizationModel
@@ -32,26 +33,43 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def configure_backends(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """Check ``runtime.precision`` against the device, set cuDNN flags; return the autocast dtype.
+def configure_backends(
+    cfg: TrainConfig, device: torch.device, precision: str | None = None
+) -> torch.dtype | None:
+    """Check the precision against the device, set cuDNN flags; return the autocast dtype.
+
+    Args:
+        cfg: The run's configuration.
+        device: The training device.
+        precision: The resolved precision (``fp32``, ``bf16``, ``fp16``); None:
+            ``runtime.precision`` resolved here (:func:`~vgloc.training.fastpath.resolve_precision`).
 
     Raises:
         ConfigError: fp16 without CUDA.
     """
     r = cfg.runtime
-    if r.precision == "fp16" and device.type != "cuda":
+    if precision is None:
+        precision = resolve_precision(r.precision, device)
+    if precision == "fp16" and device.type != "cuda":
         raise ConfigError(f"runtime.precision=fp16 needs a CUDA device (device is {device}); use bf16 on CPU")
     if device.type == "cuda":
         # Set when a run starts, never at import (VGB commons.py:16-27 does the same when seeding).
         torch.backends.cudnn.deterministic = r.deterministic
         torch.backends.cudnn.benchmark = not r.deterministic
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[r.precision]
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def build_training_model(cfg: TrainConfig, device: torch.device) -> GeoLocalizationModel:
+def build_training_model(
+    cfg: TrainConfig, device: torch.device, channels_last: bool | None = None
+) -> GeoLocalizationModel:
     """The model of ``model.spec`` on ``device``, early layers frozen unless ``model.train_all_layers``.
 
     Its initial weights depend on ``runtime.seed`` only, not on what ran before.
+    ``channels_last`` (None: ``runtime.channels_last``) stores the weights NHWC.
+
+    The frozen prefix costs no autograd bookkeeping: its parameters do not require
+    gradients and neither does the input batch, so autograd records no graph (and saves
+    no activation) before the first trainable layer; only its forward pass is paid.
     """
     from vgloc.models import create_model, freeze_early_layers
     from vgloc.models.spec import ModelSpec
@@ -78,7 +96,7 @@ def build_training_model(cfg: TrainConfig, device: torch.device) -> GeoLocalizat
         ", ImageNet backbone" if pretrained else "",
     )
     model.to(device)
-    if cfg.runtime.channels_last:
+    if cfg.runtime.channels_last if channels_last is None else channels_last:
         model.to(memory_format=torch.channels_last)
     return model
 

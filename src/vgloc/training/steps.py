@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from vgloc.config import ConfigError, TrainConfig
 from vgloc.training.addons.base import StepBatch, StepOutputs, TrainerAddon
+from vgloc.training.batch_augment import BatchAugment
 from vgloc.training.data import ReindexedSubset, sample_seeds
 from vgloc.training.distributed import DistInfo, all_reduce_mean, average_gradients, gather_rows
 from vgloc.training.setup import sync_buffers
@@ -49,6 +50,8 @@ class StepMixin:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     amp_dtype: torch.dtype | None
+    precision: str
+    channels_last: bool
     addons: list[TrainerAddon]
     accum: dict[str, Any]
     run_dir: Path
@@ -91,8 +94,12 @@ class StepMixin:
 
     @property
     def extract_precision(self) -> str:
-        """Precision name for :func:`vgloc.models.extract_descriptors`."""
-        return self.cfg.runtime.precision
+        """Precision name for :func:`vgloc.models.extract_descriptors`: the run's resolved one.
+
+        Never ``auto``: extraction's automatic path may use another engine (ONNX
+        Runtime) that would re-export the model at every validation.
+        """
+        return self.precision
 
     def extract(self, dataset: Dataset[Any], batch_size: int, what: str) -> np.ndarray:
         """Descriptors of a dataset with the current model, split over processes.
@@ -127,7 +134,7 @@ class StepMixin:
             batch_size=batch_size,
             device=self.device,
             precision=self.extract_precision,
-            channels_last=self.cfg.runtime.channels_last,
+            channels_last=self.channels_last,
             num_workers=self.num_workers,
             progress=False,
         )
@@ -172,32 +179,70 @@ class StepMixin:
 
     def optimizer_step(
         self,
-        compute_loss: Callable[[], Tensor],
+        compute_loss: Callable[[], Tensor] | Sequence[Callable[[], Tensor]],
         *,
         optimizers: Sequence[torch.optim.Optimizer],
         average: Sequence[nn.Parameter] = (),
     ) -> float:
         """One update: forward under autocast, add-on loss terms, non-finite check, backward, step.
 
+        Gradient accumulation: given several closures (equal micro-batches of one
+        batch), each micro-batch's loss is divided by their number and backpropagated
+        before the next forward pass (so only one micro-batch's activations live at a
+        time), then the optimizers step once. The gradients are those of the mean loss
+        over the whole batch up to float rounding (BatchNorm statistics excepted: they
+        are per micro-batch). Under DDP the gradients are averaged over processes once,
+        after the last micro-batch.
+
         Args:
             compute_loss: Runs the forward pass (through :meth:`forward`) and returns the
-                method's (per-process mean) loss.
+                method's (per-process mean) loss; or one such closure per micro-batch.
             optimizers: Optimizers to step (the model's first).
             average: Parameters outside DDP whose gradients are averaged over processes
                 (the add-ons' are added here).
 
         Returns:
-            The loss (with add-on terms) averaged over processes.
+            The loss (with add-on terms) averaged over processes (and micro-batches).
 
         Raises:
             NonFiniteLossError: The loss is NaN or infinite on any process.
         """
+        closures = [compute_loss] if callable(compute_loss) else list(compute_loss)
+        k = len(closures)
+        value = 0.0
+        for i, closure in enumerate(closures):
+            last = i == k - 1
+            # DDP all-reduces gradients in backward(); between micro-batches that is wasted work.
+            no_sync = getattr(self.net, "no_sync", None)
+            sync = contextlib.nullcontext() if last or no_sync is None else no_sync()
+            with sync:
+                loss = self._micro_loss(closure, k)
+                value += self._checked_value(loss) / k
+                self.scaler.scale(loss / k if k > 1 else loss).backward()
+        average_gradients([*average, *self._addon_params], self.dist)
+        for opt in optimizers:
+            self.scaler.step(opt)
+        self.scaler.update()
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        return value
+
+    def _micro_loss(self, closure: Callable[[], Tensor], parts: int) -> Tensor:
+        """The closure's loss plus the add-ons' terms (logged), under autocast."""
         self._step = None
         with self.autocast():
-            loss = compute_loss()
+            loss = closure()
             terms = self._addon_loss_terms(loss)
             if terms:
                 loss = loss + sum(terms.values())
+        if terms:
+            values = all_reduce_mean(torch.stack([v.detach().float() for v in terms.values()]), self.dist)
+            for name, v in zip(terms, values.tolist(), strict=True):
+                self.accum["terms"][name] = self.accum["terms"].get(name, 0.0) + v / parts
+        return loss
+
+    def _checked_value(self, loss: Tensor) -> float:
+        """The loss averaged over processes; raises when it is not finite on any of them."""
         value = float(all_reduce_mean(loss.detach().float(), self.dist))
         if not math.isfinite(value):
             lr = self.optimizer.param_groups[0]["lr"]
@@ -205,20 +250,9 @@ class StepMixin:
             resume = f"; the last good checkpoint is {last}" if last.exists() else ""
             raise NonFiniteLossError(
                 f"the training loss is {value} at epoch {self.epochs_done + 1}, step {self.global_step + 1} "
-                f"(lr {lr:g}, precision {self.cfg.runtime.precision}): training diverged. Lower optim.lr, use "
+                f"(lr {lr:g}, precision {self.precision}): training diverged. Lower optim.lr, use "
                 f"runtime.precision=fp32, or check the data{resume}"
             )
-        if terms:
-            values = all_reduce_mean(torch.stack([v.detach().float() for v in terms.values()]), self.dist)
-            for name, v in zip(terms, values.tolist(), strict=True):
-                self.accum["terms"][name] = self.accum["terms"].get(name, 0.0) + v
-        self.scaler.scale(loss).backward()
-        average_gradients([*average, *self._addon_params], self.dist)
-        for opt in optimizers:
-            self.scaler.step(opt)
-        self.scaler.update()
-        for opt in optimizers:
-            opt.zero_grad(set_to_none=True)
         return value
 
     def _addon_loss_terms(self, loss: Tensor) -> dict[str, Tensor]:
@@ -241,11 +275,32 @@ class StepMixin:
         self._last_step_time = time.perf_counter()
 
     def to_device(self, images: Tensor) -> Tensor:
-        """Move a batch to the device (NHWC when ``runtime.channels_last``)."""
+        """Move a batch to the device (NHWC when the run uses channels_last)."""
         images = images.to(self.device, non_blocking=True)
-        if self.cfg.runtime.channels_last:
+        if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return images
+
+    def augment_on_device(self, augment: BatchAugment, images: Tensor, seeds: Tensor) -> Tensor:
+        """Copy a decoded ``uint8`` batch to the device, augment and normalise it there.
+
+        Args:
+            augment: The batched augmentation.
+            images: ``(B, 3, H, W)`` uint8 from the DataLoader (pinned on CUDA).
+            seeds: ``(B,)`` per-sample augmentation seeds.
+
+        Returns:
+            ``(B, 3, H, W)`` float32 on the device (NHWC when the run uses channels_last).
+        """
+        x = augment(images.to(self.device, non_blocking=True), seeds)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    @property
+    def accumulation_steps(self) -> int:
+        """Micro-batches per optimizer step (``runtime.accumulation_steps``)."""
+        return int(self.cfg.runtime.accumulation_steps)
 
     def loader_generator(self, *key: int) -> torch.Generator:
         """A DataLoader generator seeded from a counter key, so that creating loaders

@@ -21,14 +21,19 @@ CosPlace.
 On data too small for these cells and groups (e.g. the synthetic city) the settings
 the user did not set adapt to it (:mod:`.adapt`, ``data.adapt``), with a log line.
 
-Deviations: augmentation runs per image in the DataLoader (CosPlace: on the GPU);
-training images are resized to ``data.image_size`` (CosPlace requires 512x512 files);
+Augmentation runs on the training device on the whole batch (as CosPlace's default
+GPU augmentation; batched tensor ops, :mod:`vgloc.training.batch_augment`); DataLoader
+workers only decode to ``uint8``. ``runtime.accumulation_steps`` splits each batch into
+micro-batches (same update, less memory).
+
+Deviations: training images are resized to ``data.image_size`` (CosPlace requires 512x512 files);
 the class and image draws come from counter-based generators (same distribution as
 CosPlace's shuffled loader) so that any step can be resumed exactly.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +48,7 @@ from vgloc.config import ConfigError, TrainConfig
 from vgloc.losses.margin import MarginHead
 from vgloc.training.adapt import AdaptationPlan
 from vgloc.training.augment import ImageLoader, TrainAugment
+from vgloc.training.batch_augment import BatchAugment
 from vgloc.training.engine import Trainer, TrainResult
 from vgloc.training.methods.cosplace.adapt import plan_cosplace
 from vgloc.training.methods.cosplace.groups import ClassGroup, build_cosplace_groups
@@ -127,19 +133,21 @@ class _BatchRange:
             yield self.batches.batch(i)
 
 
-class _KeyedImages(Dataset[tuple[Tensor, int]]):
-    """``(image index, label, seed)`` -> ``(augmented image, label)``."""
+class _KeyedImages(Dataset[tuple[Tensor, int, int]]):
+    """``(image index, label, seed)`` -> ``(uint8 image, label, seed)``: workers only decode.
 
-    def __init__(self, loader: ImageLoader, augment: TrainAugment) -> None:
+    Augmentation happens on the device, batched (:class:`~vgloc.training.batch_augment.BatchAugment`).
+    """
+
+    def __init__(self, loader: ImageLoader) -> None:
         self.loader = loader
-        self.augment = augment
 
     def __len__(self) -> int:
         return len(self.loader)
 
-    def __getitem__(self, key: tuple[int, int, int]) -> tuple[Tensor, int]:
+    def __getitem__(self, key: tuple[int, int, int]) -> tuple[Tensor, int, int]:
         index, label, seed = key
-        return self.augment(self.loader(index), seed), label
+        return self.loader(index), label, seed
 
 
 class CosPlaceTrainer(Trainer):
@@ -200,6 +208,13 @@ class CosPlaceTrainer(Trainer):
         self.loader = ImageLoader(self.database.paths, size, cache=cfg.data.cache_images)
         self.loader.preload()
         self.augment = TrainAugment(cfg.augment, size)
+        self.batch_augment = BatchAugment(cfg.augment, size)
+        share = c.batch_size // self.dist.world_size
+        if share % self.accumulation_steps:
+            raise ConfigError(
+                f"runtime.accumulation_steps={self.accumulation_steps} must divide the per-process batch "
+                f"({c.batch_size} / {self.dist.world_size} processes = {share})"
+            )
         log.info(
             "CosPlace data: %d database images; %d groups of %s classes (%s images); %d val database images",
             len(self.database),
@@ -256,7 +271,7 @@ class CosPlaceTrainer(Trainer):
             self.groups[gi], c.batch_size, seed, epoch, self.dist.rank, self.dist.world_size
         )
         loader = DataLoader(
-            _KeyedImages(self.loader, self.augment),
+            _KeyedImages(self.loader),
             batch_sampler=_BatchRange(batches, start_step, c.iterations_per_epoch),
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
@@ -264,15 +279,20 @@ class CosPlaceTrainer(Trainer):
         )
         optimizers = [self.optimizer, self.classifier_optimizers[gi]]
         params = list(head.parameters())
-        for images, labels in loader:
-            x = self.to_device(images)
+        k = self.accumulation_steps
+        for images, labels, seeds in loader:
+            x = self.augment_on_device(self.batch_augment, images, seeds)
             y = labels.to(self.device, non_blocking=True)
-
-            def compute_loss(x: Tensor = x, y: Tensor = y) -> Tensor:
-                return head.loss(self.forward(x, labels=y).float(), y)
-
-            loss = self.optimizer_step(compute_loss, optimizers=optimizers, average=params)
+            closures = [
+                functools.partial(self._loss, head, xs, ys)
+                for xs, ys in zip(x.chunk(k), y.chunk(k), strict=True)
+            ]
+            loss = self.optimizer_step(closures, optimizers=optimizers, average=params)
             self.after_step(epoch, loss, images=c.batch_size)
+
+    def _loss(self, head: MarginHead, x: Tensor, y: Tensor) -> Tensor:
+        """The margin loss of one (micro-)batch, ``x`` ``(B, 3, H, W)`` with labels ``y`` ``(B,)``."""
+        return head.loss(self.forward(x, labels=y).float(), y)
 
     def method_state(self) -> dict[str, Any]:
         """Every group's classifier and optimizer state (on the CPU)."""
