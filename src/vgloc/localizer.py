@@ -21,11 +21,12 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from vgloc.describers import Describer, ExtractionOptions, describer_for_index, resolve_describer
+from vgloc.describers.base import IndexState
 from vgloc.predict import DEFAULT_KDE, METHODS, KDEParams, Match, Prediction
 
 if TYPE_CHECKING:
@@ -34,7 +35,14 @@ if TYPE_CHECKING:
     from vgloc.index import GeoIndex
     from vgloc.rerank.cache import FeatureCache
 
-__all__ = ["Localizer", "build_index", "check_photo_files", "default_search_params"]
+__all__ = [
+    "DescribedDatabase",
+    "Localizer",
+    "build_index",
+    "check_photo_files",
+    "default_search_params",
+    "describe_database",
+]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +78,7 @@ def build_index(
     descriptor_dtype: str = "float32",
     validate: bool = True,
     seed: int = 0,
+    pca: int | None = None,
 ) -> GeoIndex:
     """Describe every image of a geotagged collection and index the descriptors.
 
@@ -91,13 +100,13 @@ def build_index(
         descriptor_dtype: ``"float32"`` or ``"float16"`` for the stored descriptors.
         validate: open every image up front and report all unreadable ones at once.
         seed: seeds random initialisation (weights, k-means), so a run can be repeated.
+        pca: reduce descriptors to this many dimensions by PCA-whitening fitted on the
+            database (stored in the index, applied to queries by the index's search);
+            None keeps them whole (see :mod:`vgloc.index.pca`).
 
     Returns:
         The :class:`vgloc.index.GeoIndex`; its ``model`` is the describer.
     """
-    import torch
-
-    from vgloc.evaluation.checks import check_factory
     from vgloc.index import GeoIndex
 
     options = options or ExtractionOptions()
@@ -106,17 +115,96 @@ def build_index(
     image_set = _as_image_set(images, validate)
     if len(image_set) == 0:
         raise ValueError("no database images to index")
+    described = describe_database(
+        image_set,
+        model,
+        checkpoint=checkpoint,
+        pretrained=pretrained,
+        factory=factory,
+        options=options,
+        seed=seed,
+        pca=pca,
+    )
+    describer, state = described.describer, described.state
+    auto = factory.strip().lower() == "auto"
+    index = GeoIndex.build(
+        described.descriptors.astype(np.float32),
+        image_set,
+        model_spec=describer.spec,
+        image_size=described.options.image_size,
+        factory=factory,
+        search_params=search_params if auto else default_search_params(factory, search_params),
+        descriptor_dtype=descriptor_dtype,
+        extra=described.extra,
+        seed=seed,
+        pca=pca,
+    )
+    index.model = describer
+    if out is not None:
+        index.save(out, extra_files=state.files)
+        log.info("wrote index of %d images to %s", len(image_set), out)
+    return index
+
+
+class DescribedDatabase(NamedTuple):
+    """What :func:`describe_database` returns.
+
+    Attributes:
+        describer: the resolved, prepared describer.
+        descriptors: (M, D) descriptors of the rows described.
+        extra: the index metadata's ``extra`` (precision, seed, describer facts).
+        state: the describer's index state (metadata and files to keep with the index).
+        options: the extraction options used (image size resolved).
+    """
+
+    describer: Describer
+    descriptors: np.ndarray
+    extra: dict[str, Any]
+    state: IndexState
+    options: ExtractionOptions
+
+
+def describe_database(
+    image_set: GeoImageSet,
+    model: Any,
+    *,
+    checkpoint: str | Path | None = None,
+    pretrained: bool = False,
+    factory: str = "auto",
+    options: ExtractionOptions,
+    seed: int = 0,
+    pca: int | None = None,
+    rows: tuple[int, int] | None = None,
+) -> DescribedDatabase:
+    """Describe a database (or rows ``[start, stop)`` of it) the way :func:`build_index` does.
+
+    The describer is resolved and prepared on the *whole* database (same seed, so every
+    shard of a distributed build gets the same network); only ``rows`` are described.
+
+    Returns:
+        A :class:`DescribedDatabase`: descriptors (M, D) with ``M = stop - start`` (all
+        images when ``rows`` is None), and what the index records with them.
+    """
+    import torch
+
+    from vgloc.evaluation.checks import check_factory
+    from vgloc.index.pca import check_pca
+
     torch.manual_seed(seed)
     describer = resolve_describer(model, checkpoint, pretrained=pretrained)
     # A factory that cannot index D-dimensional vectors fails now, not after describing.
     auto = factory.strip().lower() == "auto"
-    if not auto:
-        check_factory(describer.descriptor_dim, factory)
+    if pca is not None:
+        check_pca(pca, describer.descriptor_dim, len(image_set))
+    if not auto:  # with PCA the factory indexes the reduced vectors
+        check_factory(pca or describer.descriptor_dim, factory)
     initialized = describer.prepare(image_set.paths, options, seed)
+    start, stop = rows if rows is not None else (0, len(image_set))
+    paths = image_set.paths[start:stop]
     t0 = time.perf_counter()
-    descriptors = describer.describe(image_set.paths, options)
-    elapsed = time.perf_counter() - t0
-    log.info("described %d images in %.1f s (%.1f img/s)", len(image_set), elapsed, len(image_set) / elapsed)
+    descriptors = describer.describe(paths, options) if paths else np.zeros((0, describer.descriptor_dim))
+    elapsed = max(time.perf_counter() - t0, 1e-9)
+    log.info("described %d images in %.1f s (%.1f img/s)", len(paths), elapsed, len(paths) / elapsed)
     state = describer.index_state()
     extra: dict[str, Any] = {
         "precision": options.precision,
@@ -127,21 +215,7 @@ def build_index(
     }
     # Kept at the top level too, for readers of indexes written by earlier versions.
     extra.update({k: v for k, v in state.metadata.items() if k != "kind"})
-    index = GeoIndex.build(
-        descriptors.astype(np.float32),
-        image_set,
-        model_spec=describer.spec,
-        image_size=options.image_size,
-        factory=factory,
-        search_params=search_params if auto else default_search_params(factory, search_params),
-        descriptor_dtype=descriptor_dtype,
-        extra=extra,
-    )
-    index.model = describer
-    if out is not None:
-        index.save(out, extra_files=state.files)
-        log.info("wrote index of %d images to %s", len(image_set), out)
-    return index
+    return DescribedDatabase(describer, descriptors, extra, state, options)
 
 
 def add_to_index(

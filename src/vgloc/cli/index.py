@@ -1,9 +1,11 @@
-"""``vgloc index build|add``: describe a geotagged image collection into a search index, or add to one."""
+"""``vgloc index build|add|merge``: describe a geotagged image collection into a search index, add to one,
+or merge the shards of a distributed build (``torchrun ... -m vgloc.cli index build --shard-dir DIR``)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from vgloc.cli.command import Command, register
 from vgloc.cli.options import (
@@ -25,7 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "and write an index directory (FAISS index, descriptors, coordinates, metadata).",
     )
     b.add_argument("--images", type=Path, required=True, help="image folder or CSV/Parquet manifest")
-    b.add_argument("--out", type=Path, required=True, help="index directory to write (atomically)")
+    b.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="index directory to write (atomically); with --shard-dir, rank 0 merges the shards into it",
+    )
     b.add_argument(
         "--factory",
         default="auto",
@@ -39,6 +46,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="store descriptors as float16 (half the disk)",
     )
     b.add_argument("--no-validate", action="store_true", help="skip opening every image up front")
+    _add_pca_option(b)
+    b.add_argument(
+        "--shard-dir",
+        type=Path,
+        default=None,
+        help="distributed build: this process describes its shard of the database (torchrun's RANK of "
+        "WORLD_SIZE, or --shard) and writes it here; merge with --out or `vgloc index merge`",
+    )
+    b.add_argument(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="describe shard K of N (0-based) without torchrun, e.g. one job of a job array",
+    )
     add_model_options(b)
     add_extraction_options(b)
     add_runtime_options(b)
@@ -57,12 +78,44 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_extraction_options(a)
     add_runtime_options(a)
     a.set_defaults(func=run_add, writes_results=True)
+    m = actions.add_parser(
+        "merge",
+        help="merge the shards of a distributed build into one index",
+        description="Check the shards that `vgloc index build --shard-dir DIR` wrote (all present, same model, "
+        "weights, image size and database) and write one index, identical to a single-process build.",
+    )
+    m.add_argument("--shard-dir", type=Path, required=True, help="directory holding the shards")
+    m.add_argument("--out", type=Path, required=True, help="index directory to write (atomically)")
+    m.add_argument("--factory", default="auto", help="FAISS factory string or auto (default: auto)")
+    m.add_argument("--search-params", default=None, help="default FAISS search parameters, e.g. nprobe=16")
+    m.add_argument("--fp16-descriptors", action="store_true", help="store descriptors as float16")
+    _add_pca_option(m)
+    add_runtime_options(m)  # --seed seeds index training (k-means), as in `index build`
+    m.set_defaults(func=run_merge, writes_results=True)
+
+
+def _add_pca_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--pca",
+        type=int,
+        default=None,
+        metavar="DIM",
+        help="compact descriptors to DIM dimensions by PCA-whitening fitted on the database (stored in the "
+        "index and applied to queries automatically); must be below the descriptor dimension",
+    )
 
 
 def run_build(args: argparse.Namespace) -> int:
-    """Build the index with :func:`vgloc.api.build_index`."""
+    """Build the index with :func:`vgloc.api.build_index` (or this rank's shard, see :mod:`vgloc.scale_out`)."""
     from vgloc.api import build_index
+    from vgloc.scale_out import rank_info
 
+    if args.shard_dir is not None:
+        return _run_shard(args, rank_info(args.shard))
+    if args.out is None:
+        raise SystemExit("vgloc index build: --out is required (or --shard-dir for a distributed build)")
+    if args.shard is not None:
+        raise SystemExit("vgloc index build: --shard needs --shard-dir")
     index = build_index(
         args.images,
         args.model,
@@ -75,12 +128,68 @@ def run_build(args: argparse.Namespace) -> int:
         descriptor_dtype="float16" if args.fp16_descriptors else "float32",
         validate=not args.no_validate,
         seed=args.seed,
+        pca=args.pca,
     )
     print(
         f"indexed {len(index.images)} images -> {args.out} "
         f"({index.metadata.model_spec}, {index.metadata.faiss_factory})"
     )
     return 0
+
+
+def _run_shard(args: argparse.Namespace, rank: Any) -> int:
+    """Describe this rank's shard; with ``--out``, wait for every rank and merge on rank 0."""
+    from vgloc.scale_out import build_shard, wait_for_ranks
+
+    shard = build_shard(
+        args.images,
+        args.model,
+        args.shard_dir,
+        rank=rank,
+        checkpoint=args.checkpoint,
+        pretrained=args.pretrained,
+        factory=args.factory,
+        options=extraction_options(args),
+        validate=not args.no_validate,
+        seed=args.seed,
+        pca=args.pca,
+    )
+    print(f"rank {rank.rank} of {rank.world_size}: wrote {shard}")
+    if args.out is None:
+        return 0
+    wait_for_ranks(rank)
+    if rank.rank == 0:
+        if rank.world_size > 1 and not rank.distributed:
+            print(
+                f"shard {rank.rank} written; merge once every shard is: vgloc index merge --shard-dir {args.shard_dir}"
+            )
+            return 0
+        _merge(args)
+    return 0
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    """Merge the shards of ``--shard-dir`` with :func:`vgloc.index.shards.merge_shards`."""
+    _merge(args)
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> None:
+    from vgloc.index.shards import merge_shards
+
+    index = merge_shards(
+        args.shard_dir,
+        args.out,
+        factory=args.factory,
+        search_params=args.search_params,
+        descriptor_dtype="float16" if args.fp16_descriptors else "float32",
+        pca=args.pca,
+        seed=args.seed,
+    )
+    print(
+        f"merged {len(index.images)} images -> {args.out} "
+        f"({index.metadata.model_spec}, {index.metadata.faiss_factory})"
+    )
 
 
 def run_add(args: argparse.Namespace) -> int:
@@ -101,7 +210,7 @@ def run_add(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch to the chosen action (argparse already routes each action to its function)."""
-    actions = {"build": run_build, "add": run_add}
+    actions = {"build": run_build, "add": run_add, "merge": run_merge}
     return actions[args.index_command](args)
 
 

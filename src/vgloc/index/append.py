@@ -22,6 +22,7 @@ import numpy as np
 from vgloc.data.records import GeoImageSet
 from vgloc.index.faiss_index import add_vectors
 from vgloc.index.metadata import DESCRIPTORS_FILE, IMAGES_FILE, INDEX_FILE, METADATA_FILE, IndexStoreError
+from vgloc.index.pca import reduce
 from vgloc.index.store import GeoIndex
 
 __all__ = ["append_to_geoindex", "carried_files", "new_image_rows"]
@@ -98,7 +99,8 @@ def append_to_geoindex(index: GeoIndex, descriptors: np.ndarray, images: GeoImag
     add_vectors(faiss_index, descriptors)
     stored = index.descriptors
     if stored is not None:
-        stored = np.concatenate([stored, descriptors.astype(stored.dtype)])
+        # Stored descriptors are in the index's internal space (PCA-reduced when it has one).
+        stored = np.concatenate([stored, reduce(index.index, descriptors).astype(stored.dtype)])
     meta = dataclasses.replace(
         index.metadata,
         num_images=len(merged),

@@ -66,6 +66,8 @@ from vgloc.index.metadata import (
     IndexStoreError,
     _check_image_size,
 )
+from vgloc.index.ondisk import MMAP_FLAGS, should_map
+from vgloc.index.pca import check_pca, pca_factory, pca_info, reduce
 from vgloc.io import atomic_path
 
 __all__ = [
@@ -84,6 +86,12 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def stored_dim(meta: IndexMetadata) -> int:
+    """Dimension of the stored descriptors: the PCA dimension when the index has one, else D."""
+    info = meta.extra.get("pca")
+    return int(info["dim"]) if isinstance(info, dict) and "dim" in info else meta.descriptor_dim
 
 
 class GeoIndex:
@@ -125,9 +133,9 @@ class GeoIndex:
             raise IndexCorruptError(
                 f"FAISS index has dimension {index.d}, metadata says {metadata.descriptor_dim}"
             )
-        if descriptors is not None and descriptors.shape != (n, metadata.descriptor_dim):
+        if descriptors is not None and descriptors.shape != (n, stored_dim(metadata)):
             raise IndexCorruptError(
-                f"descriptors have shape {descriptors.shape}, expected ({n}, {metadata.descriptor_dim})"
+                f"descriptors have shape {descriptors.shape}, expected ({n}, {stored_dim(metadata)})"
             )
         self._index = index
         self._images = images
@@ -160,8 +168,16 @@ class GeoIndex:
 
     @property
     def descriptors(self) -> np.ndarray | None:
-        """The stored (N, D) database descriptors (float32/float16), or None."""
+        """The stored (N, D) database descriptors (float32/float16; a read-only memory map
+        when loaded ``on_disk``), or None. With PCA (``metadata.extra["pca"]``) they are the
+        reduced (N, d) ones, in the index's internal space."""
         return self._descriptors
+
+    @property
+    def pca_dim(self) -> int | None:
+        """The PCA output dimension when the index compacts descriptors (``--pca``), else None."""
+        info = self._metadata.extra.get("pca")
+        return int(info["dim"]) if isinstance(info, dict) else None
 
     @property
     def dim(self) -> int:
@@ -187,7 +203,7 @@ class GeoIndex:
         images: GeoImageSet,
         *,
         model_spec: str,
-        image_size: Sequence[int] | None,
+        image_size: Sequence[int] | str | None,
         factory: str = "Flat",
         search_params: str | None = DEFAULT_SEARCH_PARAMS,
         store_descriptors: bool = True,
@@ -198,6 +214,7 @@ class GeoIndex:
         num_threads: int | None = None,
         progress: bool = False,
         exact_max: int = AUTO_EXACT_MAX,
+        pca: int | None = None,
     ) -> GeoIndex:
         """Build a geo-index from database descriptors and their images.
 
@@ -205,7 +222,8 @@ class GeoIndex:
             descriptors: (N, D) L2-normalised descriptors, row ``i`` of image ``i``.
             images: the N database images.
             model_spec: the model that produced the descriptors (checked at load).
-            image_size: (H, W) the images were resized to, or None for native size.
+            image_size: (H, W) the images were resized to, or None for native size (a
+                size still to resolve, such as ``"auto"``, is refused).
             factory: FAISS factory string (see :func:`vgloc.index.build_faiss_index`), or
                 ``"auto"`` (:func:`vgloc.index.auto.choose_index`, up to ``exact_max``
                 vectors ``Flat``); the choice is stored in ``extra["index_choice"]``.
@@ -220,6 +238,9 @@ class GeoIndex:
             num_threads: FAISS threads while building (None: FAISS's setting).
             progress: show a progress bar while adding vectors.
             exact_max: with ``factory="auto"``, the largest database searched exactly.
+            pca: fit PCA-whitening to this many dimensions on ``descriptors`` and put it in
+                front of the index (:mod:`vgloc.index.pca`); queries are reduced by the
+                index itself and the stored descriptors are the reduced ones.
 
         Returns:
             The built :class:`GeoIndex` (in memory; call :meth:`save`).
@@ -248,7 +269,14 @@ class GeoIndex:
                 f"({images.name or 'image set'}); they must correspond row by row"
             )
         extra_columns = _describe_extra_columns(images)
-        factory, search_params = resolve_factory(factory, search_params, shape, exact_max, extra)
+        if pca is not None:
+            pca = check_pca(pca, int(shape[1]), int(shape[0]))
+            extra["pca"] = pca_info(pca, int(shape[1]))
+        # "auto" chooses for the dimension the inner index will see.
+        inner_shape = (int(shape[0]), pca) if pca is not None else shape
+        factory, search_params = resolve_factory(factory, search_params, inner_shape, exact_max, extra)
+        if pca is not None:
+            factory = pca_factory(pca, factory)
         index = build_faiss_index(
             descriptors,
             factory,
@@ -257,7 +285,10 @@ class GeoIndex:
             num_threads=num_threads,
             progress=progress,
         )
-        stored = np.ascontiguousarray(descriptors, dtype=descriptor_dtype) if store_descriptors else None
+        stored = None
+        if store_descriptors:
+            kept = reduce(index, descriptors) if pca is not None else descriptors
+            stored = np.ascontiguousarray(kept, dtype=descriptor_dtype)
         metadata = IndexMetadata(
             model_spec=model_spec.strip(),
             descriptor_dim=int(shape[1]),
@@ -306,7 +337,8 @@ class GeoIndex:
                 return faiss_search(self._index, query_desc, k, use, strict=strict)
         with self._lock:
             _, ids = faiss_search(self._index, query_desc, max(k, rerank), use, strict=strict)
-        return rerank_exact(desc, query_desc, ids, min(k, len(self)))
+        # Stored descriptors live in the index's internal space (PCA-reduced when it has one).
+        return rerank_exact(desc, reduce(self._index, query_desc), ids, min(k, len(self)))
 
     # ----------------------------------------------------------------- save
 
@@ -381,6 +413,7 @@ class GeoIndex:
         expect_descriptor_dim: int | None = None,
         load_descriptors: bool = True,
         verify_checksums: bool = True,
+        on_disk: bool | None = None,
     ) -> GeoIndex:
         """Read an index directory written by :meth:`save`, refusing any mismatch.
 
@@ -391,6 +424,10 @@ class GeoIndex:
             load_descriptors: read ``descriptors.npy`` when present.
             verify_checksums: check every file's SHA-256 (reads each file once more;
                 sizes are always checked, which catches truncation).
+            on_disk: memory-map the large parts instead of reading them into RAM (the
+                FAISS codes and inverted lists, and ``descriptors.npy``), for databases
+                larger than RAM; search results are identical. None: decide by size
+                (:func:`vgloc.index.ondisk.should_map`). See :mod:`vgloc.index.ondisk`.
 
         Returns:
             The :class:`GeoIndex`.
@@ -431,8 +468,10 @@ class GeoIndex:
             _verify_file(root / name, record, verify_checksums)
 
         index_path = root / INDEX_FILE
+        if on_disk is None:
+            on_disk = should_map(root, meta)
         try:
-            index = faiss.read_index(str(index_path))
+            index = faiss.read_index(str(index_path), MMAP_FLAGS if on_disk else 0)
         except RuntimeError as e:
             raise IndexCorruptError(f"{index_path}: cannot read the FAISS index ({e})") from e
         if index.d != meta.descriptor_dim:
@@ -454,10 +493,10 @@ class GeoIndex:
         if meta.descriptors_stored and load_descriptors:
             desc_path = root / DESCRIPTORS_FILE
             try:
-                descriptors = np.load(desc_path, allow_pickle=False)
+                descriptors = np.load(desc_path, allow_pickle=False, mmap_mode="r" if on_disk else None)
             except (ValueError, OSError, EOFError) as e:
                 raise IndexCorruptError(f"{desc_path}: cannot read descriptors ({e})") from e
-            expected = (meta.num_images, meta.descriptor_dim)
+            expected = (meta.num_images, stored_dim(meta))
             if descriptors.shape != expected or descriptors.dtype != np.dtype(meta.descriptor_dtype):
                 raise IndexCorruptError(
                     f"{desc_path}: descriptors are {descriptors.dtype} {descriptors.shape}, "

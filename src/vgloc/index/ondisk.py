@@ -1,0 +1,77 @@
+"""Indexes larger than RAM: search a geo-index through memory maps.
+
+``GeoIndex.load(path, on_disk=True)`` (``vgloc locate/eval --index`` choose it by size)
+maps the large parts of an index directory instead of reading them:
+
+* ``descriptors.npy`` as a read-only ``np.memmap``: the exact re-scoring of an
+  automatically chosen approximate index (``factory="auto"`` above 100k images) reads
+  only the candidates' rows, and exact search over the stored descriptors
+  (:func:`vgloc.index.exact_search`) converts one chunk at a time;
+* the FAISS file with ``IO_FLAG_MMAP | IO_FLAG_MMAP_IFC``: inverted lists of IVF
+  indexes become FAISS ``OnDiskInvertedLists`` over the mapped file, and the codes of
+  flat-code indexes (``Flat``, ``PQ``, the ``Refine(PQ..)`` stage of "auto") are mapped
+  rather than copied. Fast-scan (``x4fs``) lists are packed in RAM by FAISS on load
+  (16 bytes/vector for "auto"): the small part.
+
+The operating system pages in what a search touches and can drop it again under
+memory pressure, so resident memory stays near the query's working set. Search
+results are bit-identical to the in-RAM index (same code, same data).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import faiss
+
+from vgloc.index.metadata import DESCRIPTORS_FILE, INDEX_FILE, IndexMetadata
+
+__all__ = ["MMAP_FLAGS", "ON_DISK_RAM_FRACTION", "available_ram_bytes", "index_data_bytes", "should_map"]
+
+logger = logging.getLogger(__name__)
+
+#: ``faiss.read_index`` flags that map the file instead of reading it (read-only).
+MMAP_FLAGS = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
+
+#: ``on_disk=None`` maps an index whose data files exceed this share of the RAM
+#: available now: reading it whole would leave too little for the queries' network.
+ON_DISK_RAM_FRACTION = 0.5
+
+
+def available_ram_bytes() -> int | None:
+    """Memory available to a new allocation now (``MemAvailable``), or None when unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def index_data_bytes(root: Path, meta: IndexMetadata) -> int:
+    """Bytes of the index's FAISS file and stored descriptors (as recorded in its metadata)."""
+    return sum(int(meta.files.get(name, {}).get("bytes", 0)) for name in (INDEX_FILE, DESCRIPTORS_FILE))
+
+
+def should_map(root: Path, meta: IndexMetadata, *, fraction: float = ON_DISK_RAM_FRACTION) -> bool:
+    """Whether ``on_disk=None`` maps this index: its data exceed ``fraction`` of available RAM."""
+    need = index_data_bytes(root, meta)
+    avail = available_ram_bytes()
+    mapped = avail is not None and need > fraction * avail
+    if mapped:
+        logger.info(
+            "%s: %.1f GiB of index data > %.0f%% of the %.1f GiB of available RAM: searching it on disk "
+            "(memory-mapped)",
+            root,
+            need / 2**30,
+            100 * fraction,
+            (avail or 0) / 2**30,
+        )
+    return mapped
