@@ -53,6 +53,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="nearest",
         help="position predictor for predictions.csv and the error in metres (default: nearest)",
     )
+    p.add_argument(
+        "--metrics",
+        default=None,
+        help="registered metrics, comma-separated (default: recall,median_error_m; world-wide data adds "
+        "accuracy_km,median_error_km automatically; name them to get them on any data)",
+    )
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split (default: test)")
     p.add_argument(
@@ -108,6 +114,11 @@ def run(args: argparse.Namespace) -> int:
         if len(queries) != len(args.queries):
             raise ValueError("two --queries share a name; rename one")
     out_dir = args.out or args.run_dir
+    from vgloc.evaluation.metrics import DEFAULT_METRICS
+
+    metrics = (
+        tuple(m.strip() for m in args.metrics.split(",") if m.strip()) if args.metrics else DEFAULT_METRICS
+    )
     result = evaluate(
         args.dataset,
         args.split,
@@ -116,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         queries=queries,
         index=args.index,
         method=args.method,
+        metrics=metrics,
         report=not args.no_report,
         checkpoint=args.checkpoint,
         pretrained=args.pretrained,

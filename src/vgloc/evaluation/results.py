@@ -103,8 +103,18 @@ class EvalResult:
         the re-ranked recalls, and a column with the re-ranking time per query.
         """
         reranked = any(d.rerank is not None for d in self.domains.values())
+        # World-scale data adds its km accuracies (and median km) as columns after R@N.
+        km = list(
+            dict.fromkeys(
+                k
+                for d in self.domains.values()
+                for k in d.metrics
+                if (k.startswith("acc@") and k.endswith("km")) or k == "median_error_km"
+            )
+        )
         head = "| domain | queries | " + " | ".join(f"R@{n}" for n in self.recall_values) + " | no positive |"
-        rule = "|---|---:|" + "---:|" * len(self.recall_values) + "---:|"
+        head += "".join(f" {k.removeprefix('acc@').replace('median_error_km', 'median km')} |" for k in km)
+        rule = "|---|---:|" + "---:|" * len(self.recall_values) + "---:|" + "---:|" * len(km)
         if reranked:
             head += " re-rank ms/query |"
             rule += "---:|"
@@ -114,6 +124,7 @@ class EvalResult:
                 f"| {d.domain} | {d.num_queries} | "
                 + " | ".join(f"{d.recalls[n]:.1f}" for n in self.recall_values)
                 + f" | {d.queries_without_positives} |"
+                + "".join(f" {d.metrics.get(k, float('nan')):.1f} |" for k in km)
             )
             rows.append(row + (" |" if reranked else ""))
             if d.rerank is not None:
@@ -121,7 +132,9 @@ class EvalResult:
                 rows.append(
                     f"| {d.domain} {r.label} | {d.num_queries} | "
                     + " | ".join(f"{r.recalls[n]:.1f}" for n in self.recall_values)
-                    + f" | {d.queries_without_positives} | {r.ms_per_query:.1f} |"
+                    + f" | {d.queries_without_positives} |"
+                    + " |" * len(km)
+                    + f" {r.ms_per_query:.1f} |"
                 )
         return "\n".join([head, rule, *rows])
 
@@ -166,6 +179,9 @@ class EvalResult:
                 "queries_without_positives": d.queries_without_positives,
                 "metrics": {k: (None if v != v else round(v, 3)) for k, v in d.metrics.items()},
             }
+            acc = {k[4:-2]: v for k, v in d.metrics.items() if k.startswith("acc@") and k.endswith("km")}
+            if acc:  # world-scale data: threshold in km -> percent of queries within it
+                domain["accuracy_km"] = {t: (None if v != v else round(v, 3)) for t, v in acc.items()}
             if d.rerank is not None:
                 r = d.rerank
                 domain["rerank"] = {
