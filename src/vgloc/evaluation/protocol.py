@@ -20,7 +20,13 @@ import numpy as np
 
 from vgloc.describers import Describer, ExtractionOptions, describer_for_index, resolve_describer
 from vgloc.evaluation.checks import check_factory, check_out_dir, clip_recall_values
-from vgloc.evaluation.metrics import DEFAULT_METRICS, MetricInputs, check_metric_names, compute_metrics
+from vgloc.evaluation.metrics import (
+    DEFAULT_METRICS,
+    MetricInputs,
+    check_metric_names,
+    compute_metrics,
+    metrics_for,
+)
 from vgloc.evaluation.recall import DEFAULT_RECALL_VALUES, DEFAULT_THRESHOLD_M, count_without_positives
 from vgloc.evaluation.rerank import RerankSettings, rerank_domain
 from vgloc.evaluation.results import DomainResult, EvalResult
@@ -127,6 +133,7 @@ def evaluate_sets(
     from vgloc.predict import estimate_positions
 
     recall_values = tuple(recall_values)
+    metrics = metrics_for(metrics, database, *queries.values())  # + km accuracies on world-wide data
     if index is None:
         from vgloc.localizer import default_search_params
 
