@@ -14,10 +14,13 @@ Importing this package registers the backbones, aggregators and heads in
 from vgloc.models import (  # noqa: F401  (registers components and published entries)
     aggregators,
     backbones,
+    boq,
+    convap,
     cricavpr,
     dinov2,
     heads,
     megaloc,
+    mixvpr,
     salad,
 )
 from vgloc.models.aggregators import initialize_netvlad

@@ -8,7 +8,8 @@ Registered names (the spec string's middle part):
 
 - ``avg``, ``max``, ``gem``: global pooling of the feature map after L2-normalising
   every location over channels (VG benchmark ``l2='before_pool'``, CosPlace).
-  ``gem`` has a learnable exponent ``p`` (init 3, eps 1e-6).
+  ``gem`` has a learnable exponent ``p`` (init 3, eps 1e-6); ``gemfixed{p}`` keeps
+  ``p`` fixed (a buffer under the same ``p`` key; the ResNet-18 heads study).
 - ``netvlad{K}`` (default K=64): NetVLAD as in the VG benchmark (input
   L2-normalised over channels, 1x1 conv without bias -> softmax soft-assignment,
   residuals to ``centroids``, intra-normalisation, flatten, L2). Output K*C.
@@ -133,15 +134,21 @@ class GeM(Aggregator):
         in_channels: ``C``.
         p: Initial exponent (3, as CosPlace and the VG benchmark).
         eps: Clamp floor (1e-6).
+        trainable_p: Learn ``p`` (default); ``False`` keeps it fixed (``gemfixed{p}``).
 
     Shape:
         - Input: ``(B, C, H, W)``
         - Output: ``(B, C)`` (not re-normalised here)
     """
 
-    def __init__(self, in_channels: int, p: float = 3.0, eps: float = 1e-6) -> None:
+    def __init__(self, in_channels: int, p: float = 3.0, eps: float = 1e-6, trainable_p: bool = True) -> None:
         super().__init__(in_channels)
-        self.p = nn.Parameter(torch.ones(1) * p)
+        self.p: Tensor
+        if trainable_p:
+            self.p = nn.Parameter(torch.ones(1) * p)
+        else:
+            # A buffer keeps the state-dict key ``p``, so learnable-p checkpoints still load.
+            self.register_buffer("p", torch.ones(1) * p)
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
@@ -370,6 +377,14 @@ AGGREGATORS.register(
     lambda c, _arg: GeM(c),
     dim="C",
     description="L2 per location -> GeM, learnable p=3 (CosPlace, VG benchmark)",
+)
+AGGREGATORS.register(
+    "gemfixed",
+    lambda c, p: GeM(c, float(p), trainable_p=False),
+    arg="p",
+    arg_default=3,
+    dim="C",
+    description="L2 per location -> GeM with a fixed integer p, e.g. gemfixed3",
 )
 AGGREGATORS.register(
     "netvlad",

@@ -6,10 +6,10 @@ VG-benchmark checkpoints (the two code bases build their backbones the same way)
 
 Cuts ("which stage is the output"):
 
-- ResNet ``conv5`` (default, CosPlace): ``children[:-2]`` (drops avgpool and fc).
+- ResNet (``resnet18/34/50/101/152``) ``conv5`` (default, CosPlace): ``children[:-2]`` (drops avgpool and fc).
 - ResNet ``conv4`` (VG benchmark's ``resnetXXconv4``): ``children[:-3]`` (also drops
   layer4).
-- EfficientNet (``efficientnet_b0``, ``efficientnet_v2_s``): ``children[:-2]``, i.e. the
+- EfficientNet (``efficientnet_b0`` ... ``efficientnet_b7``, ``efficientnet_v2_s``): ``children[:-2]``, i.e. the
   ``features`` block alone, so keys are ``backbone.0.<block>...`` as in CosPlace.
 - VGG16 ``conv5``: ``features[:-2]``. This drops the last max-pool **and the last
   ReLU**, so the feature map ends with the raw output of conv5_3 (a quirk of both
@@ -151,6 +151,7 @@ def _register_resnet(arch: str, conv4: int, conv5: int, params: str) -> None:
 
 
 _register_resnet("resnet18", 256, 512, "11.7M")
+_register_resnet("resnet34", 256, 512, "21.8M")
 _register_resnet("resnet50", 1024, 2048, "25.6M")
 _register_resnet("resnet101", 1024, 2048, "44.5M")
 _register_resnet("resnet152", 1024, 2048, "60.2M")
@@ -209,6 +210,15 @@ def _register_efficientnet(arch: str, channels: int, params: str) -> None:
 
 
 _register_efficientnet("efficientnet_b0", 1280, "5.3M")
+# B1-B7: torchvision's compound-scaled variants with B0's layout (features = stem conv,
+# 7 MBConv stages, final 1x1 conv), so CosPlace's freezing of blocks 0-4 applies unchanged.
+_register_efficientnet("efficientnet_b1", 1280, "7.8M")
+_register_efficientnet("efficientnet_b2", 1408, "9.1M")
+_register_efficientnet("efficientnet_b3", 1536, "12.2M")
+_register_efficientnet("efficientnet_b4", 1792, "19.3M")
+_register_efficientnet("efficientnet_b5", 2048, "30.4M")
+_register_efficientnet("efficientnet_b6", 2304, "43.0M")
+_register_efficientnet("efficientnet_b7", 2560, "66.3M")
 _register_efficientnet("efficientnet_v2_s", 1280, "21.5M")
 
 

@@ -5,18 +5,27 @@
   (``aggregation.3`` in their checkpoints).
 
 The model always L2-normalises the head's output, so a head never does it itself.
+
+Also here: :func:`init_fc_whitening` (initialise an fc head as the PCA-whitening of
+sample descriptors) and :func:`penultimate_embedding` (the descriptor before the head).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vgloc.registry import HEADS
 
-__all__ = ["FCHead", "Head", "IdentityHead", "build_head"]
+if TYPE_CHECKING:
+    from vgloc.models.model import GeoLocalizationModel
+
+__all__ = ["FCHead", "Head", "IdentityHead", "build_head", "init_fc_whitening", "penultimate_embedding"]
 
 
 class Head(nn.Module):
@@ -101,3 +110,84 @@ def build_head(name: str, in_dim: int, arg: int | None = None) -> Head:
         raise ValueError(f"head {name!r} needs its {entry.metadata['arg']}, e.g. {name}512")
     factory: Callable[[int, Any], Head] = entry.obj
     return factory(in_dim, arg)
+
+
+def penultimate_embedding(model: GeoLocalizationModel, x: Tensor, normalize: bool = True) -> Tensor:
+    """The descriptor before the model's last projection: the aggregator's output.
+
+    For ``resnet18+gem+fc512`` this is the 512-d GeM vector the fc layer reads; for a
+    model without head it equals the model's output (up to the final L2).
+
+    Args:
+        model: A :class:`~vgloc.models.GeoLocalizationModel`.
+        x: Images, prepared as for ``model(x)``.
+        normalize: L2-normalise each row (as the model does with its final descriptor);
+            ``False`` returns exactly what the head receives (what
+            :func:`init_fc_whitening` needs).
+
+    Returns:
+        The embeddings.
+
+    Shape:
+        - x: ``(B, 3, H, W)``
+        - Output: ``(B, model.head.in_dim)``
+    """
+    out = model.aggregator(model.features(x))
+    if not normalize:
+        return out
+    return F.normalize(out.to(torch.promote_types(out.dtype, torch.float32)), p=2, dim=1)
+
+
+@torch.no_grad()
+def init_fc_whitening(
+    head: FCHead | nn.Linear, descriptors: Tensor | np.ndarray, eps: float = 1e-6
+) -> Tensor:
+    """Initialise a linear head as the PCA-whitening of sample descriptors.
+
+    With ``mu`` the mean of the descriptors and ``C = U diag(lam) U^T`` their covariance
+    (eigenvalues in decreasing order), the head becomes
+    ``y = diag((lam_k + eps * lam_1)^(-1/2)) U_k^T (x - mu)`` for the ``k = out_dim``
+    leading components: the projected training descriptors have zero mean and
+    (near-)identity covariance. This is the classic PCA-whitening of global
+    descriptors (Jégou & Chum, ECCV 2012; used to initialise the final fc layer in
+    Radenović et al.'s retrieval models), fitted on descriptors the head receives, i.e.
+    :func:`penultimate_embedding` with ``normalize=False``.
+
+    Args:
+        head: An :class:`FCHead` or ``nn.Linear`` with ``in_features = D``,
+            ``out_features = k``; its weight and bias are overwritten in place.
+        descriptors: Samples ``(N, D)``; ``N`` must exceed ``k`` so that every kept
+            component has a variance estimate.
+        eps: Regulariser, relative to the largest eigenvalue (keeps near-zero-variance
+            directions from being amplified without bound).
+
+    Returns:
+        The kept eigenvalues ``(k,)`` (float64, decreasing).
+
+    Raises:
+        ValueError: Descriptors of the wrong width, too few samples, or non-finite values.
+    """
+    fc = head.fc if isinstance(head, FCHead) else head
+    if not isinstance(fc, nn.Linear):
+        raise TypeError(f"expected an FCHead or nn.Linear, got {type(head).__name__}")
+    x = torch.as_tensor(np.asarray(descriptors) if not isinstance(descriptors, Tensor) else descriptors)
+    d_in, k = fc.in_features, fc.out_features
+    if x.ndim != 2 or x.shape[1] != d_in:
+        raise ValueError(f"whitening needs descriptors of shape (N, {d_in}), got {tuple(x.shape)}")
+    if x.shape[0] <= k:
+        raise ValueError(
+            f"whitening to {k} dimensions needs more than {k} sample descriptors, got {x.shape[0]}"
+        )
+    x = x.detach().to("cpu", torch.float64)
+    if not torch.isfinite(x).all():
+        raise ValueError("whitening: the sample descriptors contain NaN or inf")
+    mu = x.mean(dim=0)
+    xc = x - mu
+    cov = xc.T @ xc / (x.shape[0] - 1)
+    lam, vec = torch.linalg.eigh(cov)  # ascending
+    lam, vec = lam.flip(0)[:k].clamp(min=0), vec.flip(1)[:, :k]
+    weight = (vec / torch.sqrt(lam + eps * float(lam[0]))).T  # (k, D)
+    fc.weight.copy_(weight.to(fc.weight.dtype))
+    if fc.bias is not None:
+        fc.bias.copy_((-weight @ mu).to(fc.bias.dtype))
+    return lam

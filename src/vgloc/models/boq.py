@@ -1,0 +1,190 @@
+"""BoQ: Bag-of-Queries aggregation (Ali-bey et al., CVPR 2024).
+
+Source: amaralibey/Bag-of-Queries @1a4965ea7d, ``src/boq.py`` (the aggregator) and
+``hubconf.py`` (the released models); /work/shared/PROTOCOLS.md section 7.
+
+Registered aggregator ``boq{D}``: a 3x3 conv projects the ``C`` input channels to
+``P = C // 2`` channels (1024 -> 512 after ResNet-50's layer3, 768 -> 384 for DINOv2
+ViT-B/14: the authors' two released configurations), then LayerNorm, then 2 BoQ blocks
+with 64 learned queries each. Every block is a post-norm ``TransformerEncoderLayer``
+(``P // 64`` heads, FFN ``4P``, ReLU, no dropout) over the feature tokens, plus
+self-attention of its queries (residual + LayerNorm) and cross-attention of the
+queries to the tokens (+ LayerNorm). The 2 x 64 query outputs are concatenated and a
+``Linear(128, D / P)`` mixes them into ``D / P`` rows; the ``(P, D / P)`` matrix is
+flattened channel-major and L2-normalised. ``D`` is the descriptor length, as in the
+authors' ``get_trained_boq(backbone, output_dim)``: ``resnet50.conv4+boq16384`` and
+``dinov2_vitb14+boq12288`` are the released models.
+
+Parameter names are the authors' (``proj_c``, ``norm_input``, ``boqs.N.encoder``,
+``boqs.N.queries``, ``fc`` ...), so their checkpoints load by a prefix rename.
+
+Published entry (:data:`vgloc.registry.PUBLISHED_MODELS`): ``boq-resnet50``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vgloc.models.aggregators import Aggregator
+from vgloc.models.published import Preprocessing, PublishedModel
+from vgloc.registry import AGGREGATORS, PUBLISHED_MODELS
+
+__all__ = ["BoQ", "BoQBlock", "convert_boq_resnet50_keys"]
+
+_BOQ_SOURCE = "Ali-bey et al., BoQ: A Place is Worth a Bag of Learnable Queries, CVPR 2024; github.com/amaralibey/Bag-of-Queries"
+_BOQ_RELEASE = "https://github.com/amaralibey/Bag-of-Queries/releases/download/v1.0/"
+
+
+class BoQBlock(nn.Module):
+    """One BoQ layer: token encoder, learned queries, cross-attention (authors' ``BoQBlock``).
+
+    Args:
+        dim: Token width ``P``.
+        num_queries: Number of learned queries ``Q``.
+        heads: Attention heads (the authors use ``P // 64``).
+
+    Shape:
+        - Input: ``(B, N, P)`` tokens
+        - Output: ``((B, N, P), (B, Q, P))``: the encoded tokens (the next block's input)
+          and the queries' outputs
+    """
+
+    def __init__(self, dim: int, num_queries: int, heads: int) -> None:
+        super().__init__()
+        self.encoder = nn.TransformerEncoderLayer(
+            d_model=dim, nhead=heads, dim_feedforward=4 * dim, batch_first=True, dropout=0.0
+        )
+        # randn init, as the authors (not scaled).
+        self.queries = nn.Parameter(torch.randn(1, num_queries, dim))
+        # The query self-attention does not depend on the image: the authors keep it for
+        # training stability ("you can cache their output in eval").
+        self.self_attn = nn.MultiheadAttention(dim, num_heads=heads, batch_first=True)
+        self.norm_q = nn.LayerNorm(dim)
+        self.cross_attn = nn.MultiheadAttention(dim, num_heads=heads, batch_first=True)
+        self.norm_out = nn.LayerNorm(dim)
+        # Attention of the last forward pass (B, Q, N), for visualisation; not a buffer.
+        self.last_attention: Tensor | None = None
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        x = self.encoder(x)
+        q = self.queries.expand(x.shape[0], -1, -1)
+        q = self.norm_q(q + self.self_attn(q, q, q, need_weights=False)[0])
+        out, attn = self.cross_attn(q, x, x)
+        self.last_attention = attn.detach() if attn is not None else None
+        return x, self.norm_out(out)
+
+
+class BoQ(Aggregator):
+    """Bag-of-Queries aggregator (authors' ``BoQ`` module).
+
+    Args:
+        in_channels: Backbone channels ``C``.
+        out_dim: Descriptor length ``D``; must be a multiple of ``proj_channels``.
+        proj_channels: ``P``; ``None`` means ``C // 2`` (the released models' choice).
+        num_queries: Learned queries per block (64 in the released models).
+        num_layers: BoQ blocks (2).
+
+    Shape:
+        - Input: ``(B, C, H, W)`` (any H, W)
+        - Output: ``(B, D)``, L2-normalised
+
+    Raises:
+        ValueError: ``out_dim`` is not a multiple of ``P``, or ``P`` is not divisible by
+            its head count.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_dim: int,
+        proj_channels: int | None = None,
+        num_queries: int = 64,
+        num_layers: int = 2,
+    ) -> None:
+        super().__init__(in_channels)
+        proj = int(proj_channels) if proj_channels is not None else self.in_channels // 2
+        if proj <= 0 or out_dim <= 0 or out_dim % proj:
+            raise ValueError(
+                f"boq{out_dim}: the descriptor length must be a positive multiple of the "
+                f"projection width {proj} (in_channels {self.in_channels} // 2), e.g. boq{32 * proj}"
+            )
+        # The authors use P // 64 heads; at least one so that narrow test backbones work.
+        heads = max(1, proj // 64)
+        if proj % heads:
+            raise ValueError(f"boq: projection width {proj} is not divisible by its {heads} heads")
+        self.proj_channels = proj
+        self.row_dim = out_dim // proj
+        self.out_dim = int(out_dim)
+        self.proj_c = nn.Conv2d(self.in_channels, proj, kernel_size=3, padding=1)
+        self.norm_input = nn.LayerNorm(proj)
+        self.boqs = nn.ModuleList([BoQBlock(proj, num_queries, heads) for _ in range(num_layers)])
+        self.fc = nn.Linear(num_layers * num_queries, self.row_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check(x)
+        x = self.norm_input(self.proj_c(x).flatten(2).transpose(1, 2))  # (B, HW, P)
+        outs = []
+        for block in self.boqs:
+            x, out = block(x)
+            outs.append(out)
+        rows = self.fc(torch.cat(outs, dim=1).transpose(1, 2))  # (B, P, D / P)
+        return F.normalize(rows.flatten(1), p=2, dim=-1)
+
+    def attentions(self) -> list[Tensor]:
+        """Cross-attention maps of the last forward pass, one ``(B, Q, H*W)`` per block."""
+        out: list[Tensor] = []
+        for block in self.boqs:
+            attn = block.last_attention
+            if isinstance(attn, Tensor):
+                out.append(attn)
+        return out
+
+    def extra_repr(self) -> str:
+        return f"in_channels={self.in_channels}, proj_channels={self.proj_channels}, out_dim={self.out_dim}"
+
+
+AGGREGATORS.register(
+    "boq",
+    lambda c, d: BoQ(c, d),
+    arg="out_dim",
+    arg_default=None,
+    dim="D",
+    description="Bag-of-Queries (BoQ, CVPR 2024): conv3x3 C->C/2, 2 blocks x 64 queries; e.g. boq16384",
+)
+
+
+# -- published models ---------------------------------------------------------------------
+def _rename_prefix(sd: Mapping[str, Tensor], old: str, new: str) -> dict[str, Tensor]:
+    return {(new + k[len(old) :] if k.startswith(old) else k): v for k, v in sd.items()}
+
+
+def convert_boq_resnet50_keys(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Authors' ``resnet50_16384.pth`` keys -> ``resnet50.conv4+boq16384`` keys.
+
+    The authors' backbone is ``nn.Sequential(conv1, bn1, relu, maxpool, layer1..3)`` under
+    ``backbone.net``; vgloc's ``resnet50.conv4`` is the same sequence under ``backbone``.
+    The aggregator keys are identical.
+    """
+    return _rename_prefix(sd, "backbone.net.", "backbone.")
+
+
+PUBLISHED_MODELS.register(
+    "boq-resnet50",
+    PublishedModel(
+        name="boq-resnet50",
+        spec="resnet50.conv4+boq16384",
+        descriptor_dim=16384,
+        # Authors' test size for ResNet-50 (train.py:69-79; PROTOCOLS section 7).
+        preprocessing=Preprocessing(image_size=(384, 384)),
+        source=_BOQ_SOURCE,
+        filename="resnet50_16384.pth",
+        url=_BOQ_RELEASE + "resnet50_16384.pth",
+        convert_keys=convert_boq_resnet50_keys,
+        description="BoQ ResNet-50 (cropped after layer3) 16384-d, trained on GSV-Cities",
+    ),
+    description="BoQ ResNet-50 16384-d (GSV-Cities)",
+)

@@ -1,0 +1,58 @@
+"""BoQ aggregator and the ``boq-resnet50`` published entry against the authors' fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.models._published_check import check_fixture_output, check_published_wrappings
+from tests.models._train_check import check_trains
+from vgloc.models import GeoLocalizationModel, ModelSpec
+from vgloc.models.boq import BoQ, convert_boq_resnet50_keys
+from vgloc.registry import PUBLISHED_MODELS
+
+
+@pytest.fixture(scope="module")
+def boq_resnet50() -> GeoLocalizationModel:
+    return GeoLocalizationModel(PUBLISHED_MODELS.get("boq-resnet50").spec)
+
+
+@pytest.mark.parametrize("rule", ["A", "B"])
+def test_boq_resnet50_matches_authors_forward(boq_resnet50: GeoLocalizationModel, rule: str) -> None:
+    check_fixture_output("boq-resnet50", "boq_resnet50_16384", rule, boq_resnet50)
+
+
+def test_boq_resnet50_loads_published_wrappings(tmp_path: Path, boq_resnet50: GeoLocalizationModel) -> None:
+    check_published_wrappings("boq-resnet50", "boq_resnet50_16384", tmp_path, boq_resnet50)
+
+
+def test_boq_resnet50_entry() -> None:
+    entry = PUBLISHED_MODELS.get("boq-resnet50")
+    assert str(ModelSpec.parse(entry.spec)) == entry.spec
+    assert entry.preprocessing.image_size == (384, 384)
+    assert entry.url is not None and entry.url.endswith(entry.filename)
+    # Only the backbone prefix changes.
+    sd = {"backbone.net.6.0.conv1.weight": torch.zeros(1), "aggregator.fc.bias": torch.zeros(1)}
+    assert set(convert_boq_resnet50_keys(sd)) == {"backbone.6.0.conv1.weight", "aggregator.fc.bias"}
+
+
+def test_boq_dimensions_and_errors() -> None:
+    agg = BoQ(1024, 16384)
+    assert (agg.proj_channels, agg.row_dim, agg.out_dim) == (512, 32, 16384)
+    assert agg.boqs[0].encoder.self_attn.num_heads == 8
+    out = agg.eval()(torch.randn(2, 1024, 5, 7))  # any spatial size
+    assert out.shape == (2, 16384)
+    torch.testing.assert_close(out.norm(dim=1), torch.ones(2))
+    assert [a.shape for a in agg.attentions()] == [(2, 64, 35)] * 2
+    with pytest.raises(ValueError, match="multiple of the projection width 512"):
+        BoQ(1024, 1000)
+    with pytest.raises(ValueError, match="needs its out_dim"):
+        ModelSpec.parse("resnet50.conv4+boq")
+    with pytest.raises(ValueError, match="expects a"):
+        agg(torch.randn(1, 512, 4, 4))
+
+
+def test_boq_trains_with_frozen_early_layers() -> None:
+    check_trains("tiny+boq512", size=32)
