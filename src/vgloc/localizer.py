@@ -192,6 +192,7 @@ def describe_database(
 
     torch.manual_seed(seed)
     describer = resolve_describer(model, checkpoint, pretrained=pretrained)
+    options = describer.resolve_options(options)  # "auto" size -> the model's own (recorded below)
     # A factory that cannot index D-dimensional vectors fails now, not after describing.
     auto = factory.strip().lower() == "auto"
     if pca is not None:

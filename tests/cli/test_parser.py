@@ -43,6 +43,8 @@ def test_every_module_registers_one_command() -> None:
         "synth",
         "demo",
         "train",
+        "serve",
+        "export",
     ]
     assert set(names) <= set(COMMANDS.names())
 

@@ -61,6 +61,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vgloc.cli.demo",
     "vgloc.cli.train",
     "vgloc.cli.serve",
+    "vgloc.cli.export",
 )
 
 

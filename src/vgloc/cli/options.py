@@ -86,10 +86,16 @@ def parse_int_list(text: str) -> list[int]:
     return values
 
 
-def parse_image_size(text: str) -> tuple[int, int] | None:
-    """``"480,640"`` -> (480, 640); ``"native"`` -> None (argparse type)."""
+def parse_image_size(text: str) -> Any:
+    """``"480,640"`` -> (480, 640); ``"native"`` -> None; ``"auto"`` -> ``"auto"`` (argparse type).
+
+    ``"auto"`` is the describer's own size (a published model's evaluation size, an
+    index's recorded size, else 480x640; see ``vgloc.describers.AUTO_IMAGE_SIZE``).
+    """
     if text.lower() in ("native", "none", "full"):
         return None
+    if text.lower() == "auto":
+        return "auto"
     parts = text.replace("x", ",").split(",")
     try:
         h, w = (int(p) for p in parts)
@@ -157,14 +163,16 @@ def add_model_options(p: argparse.ArgumentParser, required: bool = True, default
         "--model",
         required=required and default is None,
         default=default,
-        help="model spec backbone+aggregator+head, e.g. resnet18+gem+fc512 or "
-        "resnet50.conv4+netvlad64 (see `vgloc models`)",
+        help="model spec backbone+aggregator+head (e.g. resnet18+gem+fc512, resnet50.conv4+netvlad64), "
+        "or a published model's name (e.g. megaloc, cosplace:resnet50+gem+fc2048), whose weights are "
+        "fetched into the torch hub cache unless --checkpoint gives a local copy (see `vgloc models`)",
     )
     g.add_argument(
         "--checkpoint",
         type=Path,
         default=None,
-        help="weights: a vgloc checkpoint or an authors' state dict (CosPlace, VG benchmark)",
+        help="weights: a vgloc checkpoint, an authors' state dict (CosPlace, VG benchmark), or, with "
+        "--model NAME, a local copy of NAME's published file (.pth/.ckpt/.safetensors)",
     )
     g.add_argument(
         "--pretrained",
@@ -175,9 +183,9 @@ def add_model_options(p: argparse.ArgumentParser, required: bool = True, default
 
 def add_extraction_options(
     p: argparse.ArgumentParser,
-    default_size: str = "480,640",
+    default_size: str = "auto",
     default_batch: int = 16,
-    size_note: str = "the VG benchmark's",
+    size_note: str = "a published model's evaluation size, else 480,640, the VG benchmark's",
     auto_note: str = "auto = fp16 on CUDA; on CPU bf16 + channels-last where bf16 is native, else fp32 (ONNX Runtime when installed)",
 ) -> None:
     """How images become descriptors."""
@@ -189,7 +197,7 @@ def add_extraction_options(
         type=parse_image_size,
         default=parse_image_size(default_size),
         help=f"resize every image to H,W before description, or 'native' to keep full "
-        f"resolution (default: {default_size}, {size_note})",
+        f"resolution, or 'auto' (default: {default_size}, {size_note})",
     )
     g.add_argument(
         "--batch-size",

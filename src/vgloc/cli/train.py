@@ -83,7 +83,16 @@ def add_arguments(p_train: argparse.ArgumentParser) -> None:
             default=None,
             help="dataset root with images/{train,val}/... (data.root)",
         )
-        g.add_argument("--model", default=None, help="model spec, e.g. resnet18+gem+fc512 (model.spec)")
+        g.add_argument(
+            "--model",
+            default=None,
+            help="model spec, e.g. resnet18+gem+fc512, or a published model's name to start from (model.spec)",
+        )
+        g.add_argument(
+            "--checkpoint",
+            default=None,
+            help="starting weights: a checkpoint, or a local copy of --model NAME's published file (model.weights)",
+        )
         g.add_argument(
             "--config", type=Path, default=None, help="YAML file with config sections (data:, optim: ...)"
         )
@@ -169,6 +178,7 @@ def build_train_config(args: argparse.Namespace) -> Any:
 
     add("data.root", args.dataset)
     add("model.spec", args.model)
+    add("model.weights", args.checkpoint)
     add("schedule.epochs", args.epochs)
     add("optim.lr", args.lr)
     add(f"{args.method}.batch_size", args.batch_size)

@@ -142,12 +142,20 @@ class NormalizeUint8:
 
     Args:
         brightness: the night-simulation factor of :func:`build_transform`, or None.
+        mean, std: per-channel normalisation (default ImageNet's; a published model may
+            name its own, see :class:`vgloc.models.published.Preprocessing`).
     """
 
-    def __init__(self, brightness: float | None = None) -> None:
+    def __init__(
+        self,
+        brightness: float | None = None,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+    ) -> None:
         if brightness is not None and not (math.isfinite(brightness) and brightness > 0):
             raise ValueError(f"brightness must be a positive finite factor, got {brightness!r}")
         self.brightness = brightness
+        self.mean, self.std = tuple(mean), tuple(std)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         import torch
@@ -157,8 +165,8 @@ class NormalizeUint8:
         x = images.to(torch.float32).mul_(1.0 / 255.0)  # exactly torchvision's ToDtype(scale=True)
         if self.brightness is not None:
             x = x.mul_(self.brightness).clamp_(0.0, 1.0)
-        mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         return x.sub_(mean).div_(std)
 
     def __repr__(self) -> str:

@@ -14,22 +14,40 @@ returns JSON metadata plus files to write beside the index, and the registered
 from __future__ import annotations
 
 import abc
+import dataclasses
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 if TYPE_CHECKING:
     from vgloc.data.images import ImageInput
 
-__all__ = ["DEFAULT_IMAGE_SIZE", "Describer", "ExtractionOptions", "ImageSize", "IndexState"]
+__all__ = [
+    "AUTO_IMAGE_SIZE",
+    "DEFAULT_IMAGE_SIZE",
+    "Describer",
+    "ExtractionOptions",
+    "ImageSize",
+    "ImageSizeOption",
+    "IndexState",
+]
+
+log = logging.getLogger(__name__)
 
 # The VG benchmark's test resolution (H, W) (PROTOCOLS.md 1.1: resize [480, 640]).
 DEFAULT_IMAGE_SIZE: tuple[int, int] = (480, 640)
 
 ImageSize = tuple[int, int] | None
+
+#: ``ExtractionOptions.image_size`` when the user chose none: the describer's own size (a
+#: published model's evaluation size, an index's recorded size), else :data:`DEFAULT_IMAGE_SIZE`.
+AUTO_IMAGE_SIZE: Literal["auto"] = "auto"
+
+ImageSizeOption = ImageSize | Literal["auto"]
 
 
 @dataclass
@@ -38,7 +56,9 @@ class ExtractionOptions:
 
     Attributes:
         image_size: (H, W) every image is resized to; None keeps each image's own size
-            (then batches hold one image unless all images share a size).
+            (then batches hold one image unless all images share a size); ``"auto"``
+            (default) lets the describer choose (:meth:`Describer.resolve_options`): a
+            published model's evaluation size, an index's recorded size, else 480x640.
         batch_size: images per forward pass.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         precision: ``"fp32"``, ``"bf16"`` (fast on CPUs with AVX-512 BF16 / AMX),
@@ -62,7 +82,7 @@ class ExtractionOptions:
         progress: show progress bars.
     """
 
-    image_size: ImageSize = DEFAULT_IMAGE_SIZE
+    image_size: ImageSizeOption = AUTO_IMAGE_SIZE
     batch_size: int = 16
     device: str = "cpu"
     precision: str = "auto"
@@ -97,6 +117,26 @@ class Describer(abc.ABC):
     """
 
     kind: str = ""
+    #: The size ``image_size="auto"`` stands for with this describer (instances may override).
+    default_image_size: ImageSize = DEFAULT_IMAGE_SIZE
+
+    def resolve_options(self, options: ExtractionOptions) -> ExtractionOptions:
+        """``options`` with a concrete ``image_size``: ``"auto"`` -> :attr:`default_image_size`.
+
+        Callers that record the size (an index, an evaluation's settings) resolve first;
+        :meth:`describe` implementations resolve too, so ``"auto"`` never reaches a transform.
+        An explicit size that differs from the describer's own is kept, with an info log.
+        """
+        if options.image_size == AUTO_IMAGE_SIZE:
+            return dataclasses.replace(options, image_size=self.default_image_size)
+        if options.image_size != self.default_image_size and self.default_image_size != DEFAULT_IMAGE_SIZE:
+            log.info(
+                "image size %s given explicitly: used instead of %s's own %s",
+                _size_text(options.image_size),
+                self.spec,
+                _size_text(self.default_image_size),
+            )
+        return options
 
     @property
     @abc.abstractmethod
@@ -145,3 +185,7 @@ class Describer(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec!r}, dim={self.descriptor_dim})"
+
+
+def _size_text(size: ImageSizeOption) -> str:
+    return "native" if size is None else size if isinstance(size, str) else f"{size[0]}x{size[1]}"

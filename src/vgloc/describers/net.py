@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vgloc.describers.base import Describer, ExtractionOptions, IndexState
+from vgloc.describers.base import DEFAULT_IMAGE_SIZE, Describer, ExtractionOptions, IndexState
 
 if TYPE_CHECKING:
     from torch import nn
 
     from vgloc.data.images import ImageInput
+    from vgloc.models.published import Preprocessing, PublishedModel
 
 __all__ = ["MODEL_FILE_IN_INDEX", "NetDescriber", "sha256_file"]
 
@@ -42,18 +43,45 @@ class NetDescriber(Describer):
         checkpoint: the weights file it was loaded from, if any: the index then records
             the file and its hash instead of copying the weights.
         pretrained: whether the backbone carries ImageNet weights from the network.
+        published: the published model whose weights these are (its name becomes the
+            describer's spec, so an index records ``"megaloc"``); default: the
+            network's ``published`` attribute (set by ``create_model(NAME)``).
+        preprocessing: evaluation preprocessing (size for ``image_size="auto"``,
+            normalisation mean/std); default: the published model's, else 480x640 and
+            ImageNet mean/std.
     """
 
     kind = "net"
 
-    def __init__(self, model: nn.Module, *, checkpoint: str | Path | None = None, pretrained: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        checkpoint: str | Path | None = None,
+        pretrained: bool = False,
+        published: PublishedModel | None = None,
+        preprocessing: Preprocessing | None = None,
+    ):
+        from vgloc.models.published import Preprocessing
+
         self.model = model.eval()
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.pretrained = pretrained
         self.data_initialized = False
+        self.published = published if published is not None else getattr(model, "published", None)
+        if preprocessing is None:
+            preprocessing = (
+                self.published.preprocessing
+                if self.published is not None
+                else Preprocessing(image_size=DEFAULT_IMAGE_SIZE)
+            )
+        self.preprocessing = preprocessing
+        self.default_image_size = preprocessing.image_size
 
     @property
     def spec(self) -> str:
+        if self.published is not None:
+            return self.published.name
         return str(getattr(self.model, "spec", type(self.model).__name__))
 
     @property
@@ -74,10 +102,17 @@ class NetDescriber(Describer):
 
         ``checkpoint`` may be a vgloc model file (its stored spec must agree with
         ``spec``; an empty ``spec`` takes the file's) or an authors' state dict
-        (CosPlace, VG benchmark) for the architecture ``spec`` names.
+        (CosPlace, VG benchmark) for the architecture ``spec`` names. ``spec`` may also
+        be a published model's name (``"megaloc"``): ``checkpoint`` is then a local copy
+        of its published file (default: fetched into the torch hub cache), and the
+        describer uses its evaluation preprocessing.
         """
         from vgloc.models import ModelSpec, create_model, load_model, load_state_dict_compat
+        from vgloc.models.hub import find_published
 
+        entry = find_published(spec)
+        if entry is not None:
+            return cls._from_published(entry, checkpoint)
         if checkpoint is None:
             return cls(create_model(spec, pretrained=pretrained), pretrained=pretrained)
         ckpt = Path(checkpoint)
@@ -99,6 +134,19 @@ class NetDescriber(Describer):
         return cls(loaded, checkpoint=ckpt)
 
     @classmethod
+    def _from_published(cls, entry: PublishedModel, checkpoint: str | Path | None) -> NetDescriber:
+        """A published model from its file: the local copy, or the one fetched into the hub cache.
+
+        A vgloc model file of the same architecture (e.g. fine-tuned from it) loads too, and
+        keeps the entry's preprocessing. The index records the file and its hash either way.
+        """
+        from vgloc.models import create_model
+        from vgloc.models.hub import published_file
+
+        path = published_file(entry, checkpoint)
+        return cls(create_model(entry.name, weights=path), checkpoint=path, published=entry)
+
+    @classmethod
     def load_from_index(cls, index_dir: Path | None, state: dict[str, Any], spec: str) -> NetDescriber:
         """Rebuild the describer an index recorded (see :meth:`index_state`)."""
         from vgloc.models import load_model
@@ -106,7 +154,7 @@ class NetDescriber(Describer):
         if state.get("model_file"):
             if index_dir is None:
                 raise ValueError("this in-memory index has no directory holding its model file")
-            return cls(load_model(Path(index_dir) / state["model_file"]))
+            return cls(load_model(Path(index_dir) / state["model_file"]))._with_recorded_preprocessing(state)
         if state.get("checkpoint"):
             ckpt = Path(state["checkpoint"])
             if not ckpt.is_file():
@@ -115,8 +163,38 @@ class NetDescriber(Describer):
                 )
             if sha256_file(ckpt) != state.get("checkpoint_sha256"):
                 raise ValueError(f"checkpoint {ckpt} changed since the index was built (sha256 differs)")
-            return cls.from_spec(spec, ckpt)
-        return cls.from_spec(spec, pretrained=bool(state.get("pretrained")))
+            describer = cls.from_spec(spec, ckpt)
+        else:
+            describer = cls.from_spec(spec, pretrained=bool(state.get("pretrained")))
+        return describer._with_recorded_preprocessing(state)
+
+    def _with_recorded_preprocessing(self, state: dict[str, Any]) -> NetDescriber:
+        """Use the normalisation an index recorded (indexes from before it was recorded: ImageNet)."""
+        from vgloc.models.published import Preprocessing
+
+        pre = state.get("preprocessing")
+        if isinstance(pre, dict):
+            size = pre.get("image_size")
+            self.preprocessing = Preprocessing(
+                image_size=None if size is None else (int(size[0]), int(size[1])),
+                mean=tuple(float(v) for v in pre["mean"]),  # type: ignore[arg-type]
+                std=tuple(float(v) for v in pre["std"]),  # type: ignore[arg-type]
+                multiple_of=int(pre.get("multiple_of", 1)),
+            )
+            self.default_image_size = self.preprocessing.image_size
+        return self
+
+    def resolve_options(self, options: ExtractionOptions) -> ExtractionOptions:
+        """As :meth:`Describer.resolve_options`, refusing a size the network cannot take
+        (DINOv2 models need sides that are multiples of 14), before any image is read."""
+        options = super().resolve_options(options)
+        size, k = options.image_size, self.preprocessing.multiple_of
+        if isinstance(size, tuple) and k > 1 and (size[0] % k or size[1] % k):
+            raise ValueError(
+                f"{self.spec} needs an image size whose sides are multiples of {k}, got "
+                f"{size[0]}x{size[1]} (its evaluation size: {self.preprocessing.image_size})"
+            )
+        return options
 
     # -- the contract -----------------------------------------------------------------
     def describe(
@@ -127,6 +205,8 @@ class NetDescriber(Describer):
         from vgloc.models import extract_descriptors
         from vgloc.models.extract import last_extraction
 
+        options = self.resolve_options(options)
+        assert options.image_size != "auto"  # (resolved above; narrows the type)
         # Workers decode (and resize) to uint8; normalisation runs per batch on the device.
         dataset = DecodedImageDataset(list(images), options.image_size, draft=options.jpeg_draft)
         batches = None
@@ -145,7 +225,11 @@ class NetDescriber(Describer):
             num_workers=options.num_workers,
             progress=options.progress,
             batches=batches,
-            preprocess=NormalizeUint8(options.brightness if queries else None),
+            preprocess=NormalizeUint8(
+                options.brightness if queries else None,
+                mean=self.preprocessing.mean,
+                std=self.preprocessing.std,
+            ),
             engine=options.engine,
         )
         # Bulk extraction (eval, index build) reports its speed; single photos (locate) do not.
@@ -167,6 +251,8 @@ class NetDescriber(Describer):
         from vgloc.data import ImageDataset, build_transform
         from vgloc.models import initialize_netvlad
 
+        options = self.resolve_options(options)
+        assert options.image_size != "auto"  # (resolved above; narrows the type)
         log.info("initialising %s clusters from %d images", self.spec, len(database))
         dataset = ImageDataset(list(database), build_transform(options.image_size))
         initialize_netvlad(
@@ -179,7 +265,21 @@ class NetDescriber(Describer):
         self.data_initialized = True
         return True
 
+    def _preprocessing_state(self) -> dict[str, Any]:
+        pre = self.preprocessing
+        return {
+            "image_size": None if pre.image_size is None else list(pre.image_size),
+            "mean": list(pre.mean),
+            "std": list(pre.std),
+            "multiple_of": pre.multiple_of,
+        }
+
     def index_state(self) -> IndexState:
+        # The normalisation (and the published model's own size) travel with the index, so
+        # locate and eval with --index describe queries exactly as the database was.
+        common: dict[str, Any] = {"preprocessing": self._preprocessing_state()}
+        if self.published is not None:
+            common["published"] = self.published.name
         if self.checkpoint is not None and not self.data_initialized:
             return IndexState(
                 {
@@ -187,6 +287,7 @@ class NetDescriber(Describer):
                     "checkpoint": str(self.checkpoint.resolve()),
                     "checkpoint_sha256": sha256_file(self.checkpoint),
                     "pretrained": self.pretrained,
+                    **common,
                 },
                 {},
             )
@@ -196,6 +297,6 @@ class NetDescriber(Describer):
 
         model = self.model
         return IndexState(
-            {"kind": self.kind, "model_file": MODEL_FILE_IN_INDEX, "pretrained": self.pretrained},
+            {"kind": self.kind, "model_file": MODEL_FILE_IN_INDEX, "pretrained": self.pretrained, **common},
             {MODEL_FILE_IN_INDEX: lambda path: save_model(model, path)},  # type: ignore[arg-type]
         )

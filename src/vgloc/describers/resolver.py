@@ -37,7 +37,8 @@ def resolve_describer(
     """A describer from a spec string, a describer, or a torch network.
 
     Args:
-        model: a spec (``"resnet18+gem+fc512"``, ``"rootsift+vlad64"``), a
+        model: a spec (``"resnet18+gem+fc512"``, ``"rootsift+vlad64"``), a published
+            model's name (``"megaloc"``: ``checkpoint`` is then a local copy of its file), a
             :class:`Describer` (returned as is), or a network with ``spec`` and
             ``descriptor_dim`` attributes (wrapped; ``checkpoint`` is loaded into it).
         checkpoint: weights: a vgloc model file (its stored spec must agree) or an
@@ -87,7 +88,8 @@ def describer_for_index(
     Without ``model``/``checkpoint`` it is the one the index recorded: the in-memory
     describer of a freshly built index, the model file stored inside the index, or
     the checkpoint it names (checked by hash). With them, the given network must have
-    the index's spec and dimension.
+    the index's spec and dimension. Either way ``image_size="auto"`` then means the
+    index's recorded image size.
     """
     if model is None and checkpoint is None:
         if isinstance(index.model, Describer):
@@ -100,6 +102,8 @@ def describer_for_index(
     else:
         describer = resolve_describer(model if model is not None else index.metadata.model_spec, checkpoint)
     index.check_model(describer.spec, describer.descriptor_dim)
+    # Queries are described at the database's size unless the caller gives another one.
+    describer.default_image_size = index.metadata.image_size
     return describer
 
 

@@ -134,6 +134,7 @@ def evaluate_sets(
 
     recall_values = tuple(recall_values)
     metrics = metrics_for(metrics, database, *queries.values())  # + km accuracies on world-wide data
+    options = describer.resolve_options(options)  # "auto" size -> the describer's own
     if index is None:
         from vgloc.localizer import default_search_params
 
@@ -299,6 +300,7 @@ def evaluate(
         describer = resolve_describer(model, checkpoint, pretrained=pretrained)
         check_factory(describer.descriptor_dim, factory)
         describer.prepare(db.paths, options, seed)
+    options = describer.resolve_options(options)  # "auto" size -> the model's / index's own
     rerank_settings = None
     if rerank is not None:
         rerank_settings = RerankSettings.create(

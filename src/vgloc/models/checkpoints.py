@@ -37,7 +37,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -244,6 +244,7 @@ def load_state_dict_compat(
     *,
     strict: bool = True,
     trusted: bool = False,
+    convert_keys: Callable[[Mapping[str, Tensor]], dict[str, Tensor]] | None = None,
 ) -> LoadReport:
     """Load an authors' or vgloc checkpoint into ``model``.
 
@@ -252,6 +253,10 @@ def load_state_dict_compat(
         source: A file path or an already loaded object (state dict or container).
         strict: Fail on missing or unexpected keys. Shape mismatches always fail.
         trusted: Passed to :func:`read_weights_file`.
+        convert_keys: The authors' key names -> vgloc's, applied after the container
+            and ``module.`` prefix are removed (a published model's ``convert_keys``);
+            default: the CosPlace / VG-benchmark renaming of :func:`convert_author_keys`.
+            Never applied to a vgloc model file, whose keys are vgloc's already.
 
     Returns:
         A :class:`LoadReport`.
@@ -269,7 +274,12 @@ def load_state_dict_compat(
                 f"checkpoint{where} is a vgloc model for spec {stored!r}, but the model is "
                 f"{model.spec!r}; use vgloc.models.load_model(path) to rebuild it"
             )
-    sd, renamed = convert_author_keys(extract_state_dict(obj))
+    plain = extract_state_dict(obj)
+    if convert_keys is None or (isinstance(obj, Mapping) and obj.get("format") == FORMAT):
+        sd, renamed = convert_author_keys(plain)
+    else:
+        sd = convert_keys(plain)
+        renamed = sum(k not in plain for k in sd)
     own = model.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]

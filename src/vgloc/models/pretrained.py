@@ -7,10 +7,14 @@ Two sources:
 - :data:`PUBLISHED_WEIGHTS`: trained VPR checkpoints released by the authors
   (CosPlace, EigenPlaces torch.hub release files), fetched into the same cache as
   ``<hub dir>/checkpoints/<file name>``, the place ``torch.hub`` itself uses.
+- published models by name (:data:`vgloc.registry.PUBLISHED_MODELS`, which holds the
+  ones above too): resolved and fetched by :mod:`vgloc.models.hub`, with the helpers
+  of this module.
 
 Offline, every entry point fails with :class:`WeightsDownloadError`, whose message
-names the URL it tried, the cache path where a manually downloaded file is picked
-up, and the ``weights=PATH`` alternative.
+names the file, the URL or repository it tried, the cache path where a manually
+downloaded file is picked up, and the ``--checkpoint FILE`` / ``weights=FILE``
+alternative.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import Tensor
 
@@ -83,7 +84,10 @@ class PublishedModel:
         sha256: Its published SHA-256 (verified after download), if published.
         hub_repo: ``owner/repo`` for ``torch.hub.load``, when the authors publish through
             torch.hub instead of a plain file (their hubconf builds the model, and vgloc
-            takes its ``state_dict()``).
+            takes its ``state_dict()``). Write ``owner/repo:entrypoint`` to name the
+            hubconf function (default: the repository's only entrypoint).
+        hub_kwargs: Keyword arguments of that entrypoint, as ``(name, value)`` pairs
+            (e.g. ``(("backbone_name", "dinov2"), ("output_dim", 12288))`` for BoQ).
         convert_keys: Authors' keys -> the spec's keys.
         batch_dependent: ``True`` when the authors' descriptors depend on the other
             images of the batch (CricaVPR's cross-image encoder).
@@ -99,6 +103,7 @@ class PublishedModel:
     url: str | None = None
     sha256: str | None = None
     hub_repo: str | None = None
+    hub_kwargs: tuple[tuple[str, Any], ...] = ()
     convert_keys: KeyConverter = field(default=identity_keys)
     batch_dependent: bool = False
     description: str = ""

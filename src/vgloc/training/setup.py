@@ -72,14 +72,18 @@ def build_training_model(
     no activation) before the first trainable layer; only its forward pass is paid.
     """
     from vgloc.models import create_model, freeze_early_layers
+    from vgloc.models.hub import find_published
     from vgloc.models.spec import ModelSpec
     from vgloc.registry import BACKBONES
 
     m = cfg.model
-    spec = ModelSpec.parse(m.spec)
+    published = find_published(m.spec)  # a published name starts from its released weights
+    spec = ModelSpec.parse(published.spec if published is not None else m.spec)
     pretrained = m.pretrained
     if pretrained is None:
-        pretrained = "torchvision" in BACKBONES.metadata(spec.backbone) and m.weights is None
+        pretrained = (
+            "torchvision" in BACKBONES.metadata(spec.backbone) and m.weights is None and not published
+        )
     torch.manual_seed(cfg.runtime.seed)
     model = create_model(m.spec, pretrained=bool(pretrained), weights=m.weights)
     if m.train_all_layers:
