@@ -27,6 +27,7 @@ from tests.models._fixture_rules import fixture_input, rule_tensor, state_dict_f
 
 __all__ = [
     "RULES",
+    "assert_converter_covers_spec",
     "assert_matches_fixture",
     "fixture_dir",
     "fixture_input",
@@ -34,6 +35,7 @@ __all__ = [
     "fixture_meta",
     "fixture_output",
     "fixture_state_dict",
+    "load_published_fixture",
     "rule_tensor",
     "state_dict_from_tsv",
     "wrap_as_published",
@@ -117,3 +119,52 @@ def assert_matches_fixture(out: torch.Tensor | np.ndarray, name: str, rule: str 
     assert rel < 1e-4, f"{name} rule {rule}: relative error {rel:.2e}"
     worst = np.abs(got - ref).max()
     assert worst < 1e-4 * np.abs(ref).max(), f"{name} rule {rule}: max abs error {worst:.2e}"
+
+
+def load_published_fixture(
+    model: torch.nn.Module,
+    convert_keys: Any,
+    name: str,
+    rule: str,
+    wrapped: Path,
+    *,
+    container: str | None = None,
+    prefix: str = "",
+) -> None:
+    """Write fixture ``name``'s rule-``rule`` weights as the authors publish them, then load strictly.
+
+    The file at ``wrapped`` (``.safetensors`` or a torch file) holds the state dict as
+    ``wrap_as_published`` makes it; it is read back with vgloc's safe reader, unwrapped
+    (container, ``module.``) and renamed by ``convert_keys`` (a published entry's
+    converter) before ``load_state_dict(strict=True)``.
+    """
+    from vgloc.models.checkpoints import extract_state_dict, read_weights_file
+
+    sd = fixture_state_dict(name, rule)
+    if wrapped.suffix == ".safetensors":
+        wrap_as_published(sd, prefix=prefix, safetensors_path=wrapped)
+    else:
+        torch.save(wrap_as_published(sd, container=container, prefix=prefix), wrapped)
+    model.load_state_dict(convert_keys(extract_state_dict(read_weights_file(wrapped))), strict=True)
+
+
+def assert_converter_covers_spec(spec: str, convert_keys: Any, name: str) -> None:
+    """``convert_keys`` maps fixture ``name``'s keys exactly onto ``spec``'s state dict (names and shapes).
+
+    Runs on the meta device (no memory, no compute), so it is a fast check of the whole layout.
+    """
+    from vgloc.models.model import GeoLocalizationModel
+
+    with torch.device("meta"):
+        model = GeoLocalizationModel(spec)
+        shapes = {}
+        for line in (fixture_dir() / f"{name}.keys.tsv").read_text().splitlines():
+            if line.strip():
+                key, shape, _ = line.split("\t")
+                shapes[key] = torch.empty(tuple(int(s) for s in shape.split(",")) if shape else ())
+    converted = convert_keys(shapes)
+    ours = model.state_dict()
+    assert sorted(set(converted) - set(ours)) == [], "author keys with no place in the spec"
+    assert sorted(set(ours) - set(converted)) == [], "spec keys the checkpoint does not fill"
+    bad = [k for k in ours if converted[k].shape != ours[k].shape]
+    assert bad == [], f"shape mismatches: {bad[:5]}"
