@@ -30,7 +30,7 @@ from vgloc.evaluation.metrics import (
 from vgloc.evaluation.recall import DEFAULT_RECALL_VALUES, DEFAULT_THRESHOLD_M, count_without_positives
 from vgloc.evaluation.rerank import RerankSettings, rerank_domain
 from vgloc.evaluation.results import DomainResult, EvalResult
-from vgloc.predict import DEFAULT_KDE, KDEParams
+from vgloc.predict import DEFAULT_KDE, KDEParams, kde_params_for
 
 if TYPE_CHECKING:
     from vgloc.data.records import GeoImageSet
@@ -134,6 +134,7 @@ def evaluate_sets(
 
     recall_values = tuple(recall_values)
     metrics = metrics_for(metrics, database, *queries.values())  # + km accuracies on world-wide data
+    kde = kde_params_for(kde, database)  # k=100, m=10, sigma=4 km on world-wide data left at defaults
     options = describer.resolve_options(options)  # "auto" size -> the describer's own
     if index is None:
         from vgloc.localizer import default_search_params
