@@ -109,6 +109,7 @@ def test_world_wide_eval_reports_km_accuracies_that_predictions_csv_reproduces(
         model="tiny+gem",
         options=OPTIONS,
         recall_values=(1,),
+        method="kde",  # on world-wide data: WORLD_KDE (k=100, m=10, sigma 4 km)
         out_dir=tmp_path / "out",
         report=False,
     )

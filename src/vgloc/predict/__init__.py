@@ -18,7 +18,14 @@ Example:
 
 from __future__ import annotations
 
-from vgloc.predict.kernels import DEFAULT_KDE, KDEParams, kernel_density, neighbour_weights
+from vgloc.predict.kernels import (
+    DEFAULT_KDE,
+    WORLD_KDE,
+    KDEParams,
+    kde_params_for,
+    kernel_density,
+    neighbour_weights,
+)
 from vgloc.predict.positions import (
     METHODS,
     PositionEstimates,
@@ -39,6 +46,7 @@ from vgloc.predict.types import Match, Prediction
 __all__ = [
     "DEFAULT_KDE",
     "METHODS",
+    "WORLD_KDE",
     "KDEParams",
     "KDEPredictor",
     "KernelPredictor",
@@ -48,6 +56,7 @@ __all__ = [
     "Prediction",
     "Predictor",
     "estimate_positions",
+    "kde_params_for",
     "kernel_density",
     "neighbour_weights",
     "predict_latlon",

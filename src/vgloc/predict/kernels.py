@@ -7,14 +7,18 @@ Nothing here knows which; distances are Euclidean in those coordinates.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 __all__ = [
     "DEFAULT_KDE",
+    "WORLD_KDE",
     "KDEParams",
     "consensus",
+    "kde_params_for",
     "kernel_density",
     "mean_shift_mode",
     "neighbour_weights",
@@ -48,6 +52,29 @@ class KDEParams:
 
 
 DEFAULT_KDE = KDEParams()
+#: World-scale defaults (photos anywhere on Earth): the kNN density of Vo et al. 2017,
+#: "Revisiting IM2GPS in the deep learning era" (ICCV), k = 100 neighbours, m = 10,
+#: sigma = 4 km (their best single setting on Im2GPS; a larger sigma helps the coarse
+#: 750/2500 km levels and hurts the 1/25 km ones).
+WORLD_KDE = KDEParams(k=100, m=10.0, sigma_m=4_000.0)
+
+
+def kde_params_for(params: KDEParams, *sets: Any) -> KDEParams:
+    """The kernel parameters to use on these sets: :data:`WORLD_KDE` for world-wide data left at the city defaults.
+
+    Args:
+        params: the requested parameters.
+        *sets: the database (and queries); a set is world-wide when its ``is_world``
+            is true (:class:`vgloc.data.GeoImageSet`: lat/lon only, no UTM frame).
+
+    Returns:
+        ``params`` unchanged, unless it equals :data:`DEFAULT_KDE` (25 m is meaningless
+        between continents) and some set is world-wide: then :data:`WORLD_KDE`.
+    """
+    if params == DEFAULT_KDE and any(bool(getattr(s, "is_world", False)) for s in sets):
+        return WORLD_KDE
+    return params
+
 
 # Mean shift stops when a step moves less than this many metres.
 _CONVERGED_M = 1e-3
@@ -90,32 +117,58 @@ def kernel_density(
     return np.asarray((np.exp(-d2 / (2 * sigma_m**2)) * weights[None, :]).sum(1))
 
 
-def mean_shift_mode(points: np.ndarray, weights: np.ndarray, sigma_m: float, steps: int) -> np.ndarray:
-    """The mode of the weighted kernel density, climbed from its densest neighbour.
+def mean_shift_mode(
+    points: np.ndarray,
+    weights: np.ndarray,
+    sigma_m: float,
+    steps: int,
+    project: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> np.ndarray:
+    """The densest mode of the weighted kernel density, climbed from every neighbour.
+
+    Mean shift starts at each distinct neighbour (all at once), and the end point
+    with the highest density wins: with neighbours in several places (a world-scale
+    top-100) the density has several modes, and one climb from the densest
+    neighbour can stop on a lower one. With one mode this is the single climb
+    from the densest neighbour.
 
     Args:
         points: (K, D) neighbour coordinates.
         weights: (K,) kernel weights.
         sigma_m: kernel standard deviation in metres.
         steps: at most this many mean-shift steps (0: the densest neighbour itself).
+        project: maps (S, D) points back onto the surface the mode must lie on
+            (the Earth's, for 3-D local coordinates); None for planar coordinates.
 
     Returns:
         (D,) float64 coordinates of the mode.
     """
-    density = kernel_density(points, points, weights, sigma_m)
-    best = points[int(np.argmax(density))]
+    pts = np.asarray(points, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    starts = np.unique(pts, axis=0)
+    # The densest neighbour first, so a tie between end points keeps the classic climb.
+    density = kernel_density(starts, pts, w, sigma_m)
+    order = np.argsort(-density, kind="stable")
+    x, density = starts[order], density[order]
     for _ in range(steps):
         # Mean shift with a Gaussian kernel: a weighted mean of the neighbours,
-        # each weighted by its kernel value at the current point; it climbs to the mode.
-        k = weights * np.exp(-((points - best) ** 2).sum(1) / (2 * sigma_m**2))
-        if k.sum() <= 0:
+        # each weighted by its kernel value at the current point; it climbs to a mode.
+        k = w[None, :] * np.exp(-((x[:, None, :] - pts[None, :, :]) ** 2).sum(-1) / (2 * sigma_m**2))
+        total = k.sum(1)
+        moving = total > 0  # a start whose kernel underflowed everywhere stays put
+        new = x.copy()
+        new[moving] = (k[moving] @ pts) / total[moving, None]
+        if project is not None:
+            new = project(new)
+        moved = np.linalg.norm(new - x, axis=1)
+        x = new
+        if moved.max() < _CONVERGED_M:
             break
-        new = (k[:, None] * points).sum(0) / k.sum()
-        if np.linalg.norm(new - best) < _CONVERGED_M:
-            best = new
-            break
-        best = new
-    return np.asarray(best, dtype=np.float64)
+    final = kernel_density(x, pts, w, sigma_m)
+    # Keep a start's own neighbour when the climb did not raise its density (underflow).
+    x = np.where((final >= density)[:, None], x, starts[order])
+    final = np.maximum(final, density)
+    return np.asarray(x[int(np.argmax(final))], dtype=np.float64)
 
 
 def consensus(point: np.ndarray, points: np.ndarray, weights: np.ndarray, sigma_m: float) -> float:

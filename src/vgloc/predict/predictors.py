@@ -10,16 +10,21 @@ Registered in :data:`vgloc.registry.PREDICTORS` (look them up with
     The im2gps kNN kernel density estimate (Hays & Efros 2008; Vo et al. 2017):
     each of the top-``k`` neighbours is an isotropic Gaussian of ``sigma_m``
     metres centred on its position, weighted by ``max(similarity, 0) ** m``;
-    the densest point wins. We evaluate the density at every neighbour,
-    start from the densest one and run a few mean-shift steps, which climb to
-    the mode of that density (so the estimate can fall *between* database
-    images that agree, instead of snapping to one of them).
+    the densest point wins. Mean shift climbs from every neighbour at once
+    (a few steps) and the end point of highest density wins, so the estimate
+    can fall *between* database images that agree instead of snapping to one of
+    them, and a world-scale top-100 spread over several places finds its
+    densest place, not the mode nearest the top-1. In lat/lon
+    (:meth:`Predictor.predict_latlon`) every step is taken back to the Earth's
+    surface, so the densest point is searched on the surface, with no UTM.
 
 Defaults (``DEFAULT_KDE``): ``k=10`` neighbours, ``m=4`` and ``sigma_m=25``. The
 sigma equals the field's 25 m correctness threshold, so neighbours that would
 count as the same place reinforce each other; ``m=4`` makes a neighbour of
-similarity 0.9 count about 1.6 times one of 0.8. For world-scale data pass a
-sigma in kilometres' worth of metres (e.g. ``sigma_m=50_000``).
+similarity 0.9 count about 1.6 times one of 0.8. World-scale data (no UTM frame)
+left at these defaults uses ``WORLD_KDE`` instead (:func:`vgloc.predict.kde_params_for`):
+``k=100``, ``m=10``, ``sigma_m=4000`` (Vo et al. 2017, "Revisiting IM2GPS in the deep
+learning era"); ``sigma_km=4`` is accepted wherever ``sigma_m`` is.
 
 ``nearest`` is the default because the density only helps when similarities
 separate right from wrong neighbours: with untrained descriptors (all we can run
@@ -53,6 +58,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -107,6 +113,20 @@ class Predictor(ABC):
             ``confidence`` is in [0, 1].
         """
 
+    def estimate_on_surface(
+        self,
+        similarities: np.ndarray,
+        points: np.ndarray,
+        surface: Callable[[np.ndarray], np.ndarray],
+    ) -> tuple[int | np.ndarray, float]:
+        """:meth:`estimate` for points in 3-D local coordinates of a curved surface.
+
+        ``surface`` maps (S, 3) points onto the surface (the Earth's, in the local
+        east-north-up frame). The default ignores it; a predictor that searches for a
+        point between the neighbours (``kde``) keeps its search on the surface.
+        """
+        return self.estimate(similarities, points)
+
     def _clean(self, similarities: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         sims = np.asarray(similarities, dtype=np.float64).reshape(-1)[: self.k]
         pts = np.asarray(points, dtype=np.float64)
@@ -155,7 +175,9 @@ class Predictor(ABC):
         """
         sims, ll = self._clean(similarities, latlon)
         plane = LocalTangentPlane(ll[0, 0], ll[0, 1])
-        choice, conf = self.estimate(sims, plane.to_local(ll))
+        choice, conf = self.estimate_on_surface(
+            sims, plane.to_local(ll), lambda p: plane.to_local(plane.to_latlon(p))
+        )
         if isinstance(choice, (int, np.integer)):
             return ll[int(choice)].copy(), conf  # exactly the neighbour's own coordinates
         return plane.to_latlon(np.asarray(choice, dtype=np.float64)[None])[0], conf
@@ -187,7 +209,8 @@ class KernelPredictor(Predictor):
 _PARAMETERS = {
     "k": "neighbours used (top-k retrieved)",
     "m": "similarity exponent of the weights max(s, 0)**m",
-    "sigma_m": "kernel standard deviation in metres (e.g. 50000 for world-scale data)",
+    "sigma_m": "kernel standard deviation in metres (sigma_km=4 for world-scale data)",
+    "sigma_km": "the same in km (converted to sigma_m)",
     "mean_shift_steps": "at most this many mean-shift steps",
 }
 
@@ -224,8 +247,21 @@ class KDEPredictor(KernelPredictor):
     name: ClassVar[str] = "kde"
 
     def estimate(self, similarities: np.ndarray, points: np.ndarray) -> tuple[int | np.ndarray, float]:
+        return self._mode(similarities, points, None)
+
+    def estimate_on_surface(
+        self,
+        similarities: np.ndarray,
+        points: np.ndarray,
+        surface: Callable[[np.ndarray], np.ndarray],
+    ) -> tuple[int | np.ndarray, float]:
+        return self._mode(similarities, points, surface)
+
+    def _mode(
+        self, similarities: np.ndarray, points: np.ndarray, surface: Callable[[np.ndarray], np.ndarray] | None
+    ) -> tuple[np.ndarray, float]:
         w = neighbour_weights(similarities, self.m)
-        mode = mean_shift_mode(points, w, self.sigma_m, self.mean_shift_steps)
+        mode = mean_shift_mode(points, w, self.sigma_m, self.mean_shift_steps, project=surface)
         return mode, consensus(mode, points, w, self.sigma_m)
 
 
@@ -236,8 +272,8 @@ def resolve_predictor(name_or_obj: str | Predictor, **params: Any) -> Predictor:
         name_or_obj: a name registered in :data:`vgloc.registry.PREDICTORS`
             (``"nearest"``, ``"kde"``) or a :class:`Predictor`.
         **params: constructor parameters (for the built-in ones: ``k``, ``m``,
-            ``sigma_m``, ``mean_shift_steps``); with an instance, they replace its
-            fields (dataclass predictors only).
+            ``sigma_m`` or ``sigma_km``, ``mean_shift_steps``); with an instance, they
+            replace its fields (dataclass predictors only).
 
     Returns:
         The :class:`Predictor`.
@@ -251,6 +287,7 @@ def resolve_predictor(name_or_obj: str | Predictor, **params: Any) -> Predictor:
         >>> resolve_predictor("kde", sigma_m=50_000).sigma_m
         50000
     """
+    params = _sigma_in_metres(params)
     if isinstance(name_or_obj, Predictor):
         if not params:
             return name_or_obj
@@ -270,6 +307,17 @@ def resolve_predictor(name_or_obj: str | Predictor, **params: Any) -> Predictor:
             f"predictor {name_or_obj!r} built {predictor!r}, which is not a vgloc.predict.Predictor"
         )
     return predictor
+
+
+def _sigma_in_metres(params: dict[str, Any]) -> dict[str, Any]:
+    """``sigma_km`` (the world-scale unit) becomes ``sigma_m``; both at once is refused."""
+    if "sigma_km" not in params:
+        return params
+    if "sigma_m" in params:
+        raise TypeError("give the kernel sigma once: sigma_m or sigma_km, not both")
+    out = {k: v for k, v in params.items() if k != "sigma_km"}
+    out["sigma_m"] = float(params["sigma_km"]) * 1000.0
+    return out
 
 
 def _check_params(factory: Any, params: dict[str, Any], declared: Any = None) -> None:
