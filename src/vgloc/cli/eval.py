@@ -15,6 +15,7 @@ from vgloc.cli.options import (
     extraction_options,
     parse_int_list,
     positive_float,
+    positive_int,
 )
 
 
@@ -52,6 +53,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=["nearest", "kde"],
         default="nearest",
         help="position predictor for predictions.csv and the error in metres (default: nearest)",
+    )
+    p.add_argument("--kde-k", type=positive_int, default=None, help="kde: neighbours in the density")
+    p.add_argument("--kde-m", type=float, default=None, help="kde: weight = similarity^m")
+    p.add_argument(
+        "--kde-sigma-km",
+        type=positive_float,
+        default=None,
+        help="kde: kernel sigma in km. Unset kde values default to the world-scale ones (k 100, m 10, "
+        "sigma 4 km, Vo et al. 2017) once any --kde-* is given; with none, world-wide data gets those "
+        "and other data the city ones (k 10, m 4, sigma 25 m)",
     )
     p.add_argument(
         "--metrics",
@@ -119,6 +130,15 @@ def run(args: argparse.Namespace) -> int:
     metrics = (
         tuple(m.strip() for m in args.metrics.split(",") if m.strip()) if args.metrics else DEFAULT_METRICS
     )
+    from dataclasses import replace
+
+    from vgloc.predict import DEFAULT_KDE, WORLD_KDE
+
+    given = {"k": args.kde_k, "m": args.kde_m}
+    if args.kde_sigma_km is not None:
+        given["sigma_m"] = args.kde_sigma_km * 1000.0
+    given = {k: v for k, v in given.items() if v is not None}
+    kde = replace(WORLD_KDE, **given) if given else DEFAULT_KDE
     result = evaluate(
         args.dataset,
         args.split,
@@ -127,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
         queries=queries,
         index=args.index,
         method=args.method,
+        kde=kde,
         metrics=metrics,
         report=not args.no_report,
         checkpoint=args.checkpoint,
