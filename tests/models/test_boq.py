@@ -9,8 +9,9 @@ import torch
 
 from tests.models._published_check import check_fixture_output, check_published_wrappings
 from tests.models._train_check import check_trains
+from tests.models.fixture_weights import assert_converter_covers_spec
 from vgloc.models import GeoLocalizationModel, ModelSpec
-from vgloc.models.boq import BoQ, convert_boq_resnet50_keys
+from vgloc.models.boq import BoQ, DinoV2NoNorm, convert_boq_resnet50_keys
 from vgloc.registry import PUBLISHED_MODELS
 
 
@@ -56,3 +57,38 @@ def test_boq_dimensions_and_errors() -> None:
 
 def test_boq_trains_with_frozen_early_layers() -> None:
     check_trains("tiny+boq512", size=32)
+
+
+@pytest.mark.parametrize(
+    ("published", "fixture"), [("boq-resnet50", "boq_resnet50_16384"), ("boq-dinov2", "boq_dinov2_12288")]
+)
+def test_converters_map_every_author_key_onto_the_spec(published: str, fixture: str) -> None:
+    entry = PUBLISHED_MODELS.get(published)
+    assert_converter_covers_spec(entry.spec, entry.convert_keys, fixture)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rule", ["A", "B"])
+def test_boq_dinov2_matches_authors_forward(rule: str) -> None:
+    model = GeoLocalizationModel(PUBLISHED_MODELS.get("boq-dinov2").spec)
+    check_fixture_output("boq-dinov2", "boq_dinov2_12288", rule, model)
+
+
+def test_boq_dinov2_entry_and_backbone_skips_final_norm() -> None:
+    entry = PUBLISHED_MODELS.get("boq-dinov2")
+    assert entry.spec == "dinov2_vitb14_nonorm+boq12288" and entry.descriptor_dim == 12288
+    assert entry.preprocessing.image_size == (322, 322) and entry.preprocessing.multiple_of == 14
+    torch.manual_seed(0)
+    model = GeoLocalizationModel("dinov2_vits14_nonorm+boq768").eval()
+    bb = model.backbone
+    assert isinstance(bb, DinoV2NoNorm) and bb.trainable_blocks == 2
+    x = torch.randn(1, 3, 28, 42)
+    with torch.no_grad():
+        fmap = bb(x)
+        # Reference: DINOv2's token preparation and blocks, no final norm.
+        tokens = torch.cat((bb.cls_token, bb.patch_embed(x)), dim=1) + bb.interpolate_pos_encoding(2, 3)
+        for blk in bb.blocks:
+            tokens = blk(tokens)
+        torch.testing.assert_close(fmap, tokens[:, 1:].reshape(1, 2, 3, -1).permute(0, 3, 1, 2))
+        assert not torch.allclose(fmap, bb.norm(tokens)[:, 1:].reshape(1, 2, 3, -1).permute(0, 3, 1, 2))
+        assert model(x).shape == (1, 768)

@@ -18,7 +18,14 @@ authors' ``get_trained_boq(backbone, output_dim)``: ``resnet50.conv4+boq16384`` 
 Parameter names are the authors' (``proj_c``, ``norm_input``, ``boqs.N.encoder``,
 ``boqs.N.queries``, ``fc`` ...), so their checkpoints load by a prefix rename.
 
-Published entry (:data:`vgloc.registry.PUBLISHED_MODELS`): ``boq-resnet50``.
+BoQ's DINOv2 wrapper feeds the patch tokens of the last block **without** DINOv2's final
+LayerNorm (its ``dino.norm`` weights are in the checkpoint but unused) and trains the last
+2 blocks; vgloc registers that variant as the backbones ``dinov2_vit{s,b,l,g}14_nonorm``
+(:class:`DinoV2NoNorm`).
+
+Published entries (:data:`vgloc.registry.PUBLISHED_MODELS`): ``boq-resnet50``
+(``resnet50.conv4+boq16384``, 384x384) and ``boq-dinov2``
+(``dinov2_vitb14_nonorm+boq12288``, 322x322).
 """
 
 from __future__ import annotations
@@ -30,10 +37,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vgloc.models.aggregators import Aggregator
+from vgloc.models.backbones import Backbone
+from vgloc.models.dinov2 import (
+    DINOV2_ARCHS,
+    DINOV2_EVAL,
+    PATCH_SIZE,
+    DinoV2Backbone,
+    build_dinov2,
+    check_patch_multiple,
+    dinov2_keys_to_vgloc,
+)
 from vgloc.models.published import Preprocessing, PublishedModel
-from vgloc.registry import AGGREGATORS, PUBLISHED_MODELS
+from vgloc.registry import AGGREGATORS, BACKBONES, PUBLISHED_MODELS
 
-__all__ = ["BoQ", "BoQBlock", "convert_boq_resnet50_keys"]
+__all__ = ["BoQ", "BoQBlock", "DinoV2NoNorm", "convert_boq_dinov2_keys", "convert_boq_resnet50_keys"]
 
 _BOQ_SOURCE = "Ali-bey et al., BoQ: A Place is Worth a Bag of Learnable Queries, CVPR 2024; github.com/amaralibey/Bag-of-Queries"
 _BOQ_RELEASE = "https://github.com/amaralibey/Bag-of-Queries/releases/download/v1.0/"
@@ -187,4 +204,80 @@ PUBLISHED_MODELS.register(
         description="BoQ ResNet-50 (cropped after layer3) 16384-d, trained on GSV-Cities",
     ),
     description="BoQ ResNet-50 16384-d (GSV-Cities)",
+)
+
+
+# -- BoQ's DINOv2 backbone: no final LayerNorm ---------------------------------------------
+class DinoV2NoNorm(DinoV2Backbone):
+    """DINOv2 as BoQ's ``DinoV2`` wrapper runs it: the last block's patch tokens, no final norm.
+
+    ``norm`` stays a (trained, unused) module so that the authors' ``dino.norm.*`` keys
+    load strictly. Default ``trainable_blocks`` is 2 (BoQ's ``unfreeze_n_blocks``).
+
+    Shape:
+        - Input: ``(B, 3, H, W)``, H and W multiples of 14
+        - Output: ``(B, C, H/14, W/14)``; :meth:`forward_tokens` adds the (un-normalised)
+          CLS token ``(B, C)``
+    """
+
+    def forward_tokens(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        gh, gw = check_patch_multiple(x, PATCH_SIZE)
+        tokens = self.patch_embed(x)
+        tokens = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), tokens), dim=1)
+        tokens = self._run_blocks(tokens + self.interpolate_pos_encoding(gh, gw).to(tokens.dtype), (gh, gw))
+        return tokens[:, 1:].reshape(x.shape[0], gh, gw, -1).permute(0, 3, 1, 2), tokens[:, 0]
+
+
+def _register_nonorm(arch: str) -> None:
+    timm_name, dim, _depth, params = DINOV2_ARCHS[arch]
+    name = f"{arch}_nonorm"
+
+    def build(cut: str, pretrained: bool | str) -> Backbone:
+        return build_dinov2(arch, pretrained, 2, backbone_cls=DinoV2NoNorm, registry_name=name)
+
+    build.__name__ = f"build_{name}"
+    BACKBONES.register(
+        name,
+        build,
+        channels={"last": dim},
+        default_cut="last",
+        stride={"last": PATCH_SIZE},
+        multiple_of=PATCH_SIZE,
+        timm=timm_name,
+        description=(
+            f"{arch} ({params} params) without the final LayerNorm, last 2 blocks trainable "
+            "(BoQ's DINOv2 wrapper); input sides multiples of 14"
+        ),
+    )
+
+
+for _arch in DINOV2_ARCHS:
+    _register_nonorm(_arch)
+
+
+def convert_boq_dinov2_keys(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Authors' ``dinov2_12288.pth`` keys -> ``dinov2_vitb14_nonorm+boq12288`` keys.
+
+    BoQ wraps facebookresearch/dinov2's ViT as ``backbone.dino``; vgloc's DINOv2 backbone
+    holds the same modules under ``backbone`` (``mask_token``, unused at inference, is
+    dropped by :func:`~vgloc.models.dinov2.dinov2_keys_to_vgloc`).
+    """
+    return dinov2_keys_to_vgloc(_rename_prefix(sd, "backbone.dino.", "backbone."))
+
+
+PUBLISHED_MODELS.register(
+    "boq-dinov2",
+    PublishedModel(
+        name="boq-dinov2",
+        spec="dinov2_vitb14_nonorm+boq12288",
+        descriptor_dim=12288,
+        # Authors' test size for DINOv2 (train.py:69-79; PROTOCOLS section 7): 322x322.
+        preprocessing=DINOV2_EVAL,
+        source=_BOQ_SOURCE,
+        filename="dinov2_12288.pth",
+        url=_BOQ_RELEASE + "dinov2_12288.pth",
+        convert_keys=convert_boq_dinov2_keys,
+        description="BoQ DINOv2 ViT-B/14 12288-d at 322x322, trained on GSV-Cities",
+    ),
+    description="BoQ DINOv2 ViT-B/14 12288-d (GSV-Cities)",
 )

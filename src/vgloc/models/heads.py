@@ -132,7 +132,10 @@ def penultimate_embedding(model: GeoLocalizationModel, x: Tensor, normalize: boo
         - x: ``(B, 3, H, W)``
         - Output: ``(B, model.head.in_dim)``
     """
-    out = model.aggregator(model.features(x))
+    if getattr(model, "needs_cls_token", False):  # SALAD-style aggregators read (map, cls)
+        out = model.aggregator(model.backbone.forward_tokens(x))  # type: ignore[operator]
+    else:
+        out = model.aggregator(model.features(x))
     if not normalize:
         return out
     return F.normalize(out.to(torch.promote_types(out.dtype, torch.float32)), p=2, dim=1)
