@@ -95,7 +95,7 @@ def append_to_geoindex(index: GeoIndex, descriptors: np.ndarray, images: GeoImag
         name=old.name,
         extra={k: np.concatenate([old.extra[k], new.extra[k]]) for k in old.extra},
     )
-    faiss_index = faiss.clone_index(index.index)
+    faiss_index = _copy_index(index.index)
     add_vectors(faiss_index, descriptors)
     stored = index.descriptors
     if stored is not None:
@@ -114,6 +114,15 @@ def append_to_geoindex(index: GeoIndex, descriptors: np.ndarray, images: GeoImag
     out = GeoIndex(faiss_index, merged, meta, stored)
     out.model = index.model
     return out
+
+
+def _copy_index(index: faiss.Index) -> faiss.Index:
+    """A deep copy of a FAISS index (through its serialised form where FAISS cannot clone,
+    e.g. the normalisation step of a PCA chain)."""
+    try:
+        return faiss.clone_index(index)
+    except RuntimeError:
+        return faiss.deserialize_index(faiss.serialize_index(index))
 
 
 def carried_files(root: Path, index: GeoIndex) -> dict[str, Callable[[Path], object]]:

@@ -28,12 +28,35 @@ import faiss
 
 from vgloc.index.metadata import DESCRIPTORS_FILE, INDEX_FILE, IndexMetadata
 
-__all__ = ["MMAP_FLAGS", "ON_DISK_RAM_FRACTION", "available_ram_bytes", "index_data_bytes", "should_map"]
+__all__ = [
+    "MMAP_FLAGS",
+    "ON_DISK_ENV",
+    "ON_DISK_RAM_FRACTION",
+    "available_ram_bytes",
+    "index_data_bytes",
+    "read_index_mapped",
+    "should_map",
+]
 
 logger = logging.getLogger(__name__)
 
-#: ``faiss.read_index`` flags that map the file instead of reading it (read-only).
+#: ``faiss.read_index`` flags that map the file instead of reading it (read-only): the
+#: codes of flat-code indexes (``IO_FLAG_MMAP_IFC``) and IVF inverted lists (``IO_FLAG_MMAP``).
 MMAP_FLAGS = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
+# FAISS cannot combine the two for array inverted lists (its on-disk lists need a plain
+# file reader): IVF indexes are read with this one.
+_IVF_MMAP_FLAGS = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
+
+
+def read_index_mapped(path: str | Path) -> faiss.Index:
+    """``faiss.read_index`` with the large parts memory-mapped (see the module docstring)."""
+    try:
+        return faiss.read_index(str(path), MMAP_FLAGS)
+    except RuntimeError as e:
+        if "mmap only supported for File objects" not in str(e):
+            raise
+        return faiss.read_index(str(path), _IVF_MMAP_FLAGS)
+
 
 #: ``on_disk=None`` maps an index whose data files exceed this share of the RAM
 #: available now: reading it whole would leave too little for the queries' network.
@@ -55,14 +78,25 @@ def available_ram_bytes() -> int | None:
         return None
 
 
-def index_data_bytes(root: Path, meta: IndexMetadata) -> int:
+def index_data_bytes(meta: IndexMetadata) -> int:
     """Bytes of the index's FAISS file and stored descriptors (as recorded in its metadata)."""
     return sum(int(meta.files.get(name, {}).get("bytes", 0)) for name in (INDEX_FILE, DESCRIPTORS_FILE))
 
 
+#: Environment variable that overrides the automatic choice: ``1`` always maps, ``0`` never
+#: does (``VGLOC_INDEX_ON_DISK=1 vgloc locate ... --index big.idx``).
+ON_DISK_ENV = "VGLOC_INDEX_ON_DISK"
+
+
 def should_map(root: Path, meta: IndexMetadata, *, fraction: float = ON_DISK_RAM_FRACTION) -> bool:
-    """Whether ``on_disk=None`` maps this index: its data exceed ``fraction`` of available RAM."""
-    need = index_data_bytes(root, meta)
+    """Whether ``on_disk=None`` maps this index: ``$VGLOC_INDEX_ON_DISK`` (1/0) when set, else
+    whether its data exceed ``fraction`` of the RAM available now."""
+    forced = os.environ.get(ON_DISK_ENV, "").strip().lower()
+    if forced in ("1", "true", "yes", "0", "false", "no"):
+        return forced in ("1", "true", "yes")
+    if forced:
+        raise ValueError(f"${ON_DISK_ENV} must be 1 or 0, got {forced!r}")
+    need = index_data_bytes(meta)
     avail = available_ram_bytes()
     mapped = avail is not None and need > fraction * avail
     if mapped:

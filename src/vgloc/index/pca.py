@@ -1,13 +1,16 @@
 """Compact descriptors: PCA-whitening fitted on the database, kept inside the FAISS index.
 
-``vgloc index build --pca 512`` (``GeoIndex.build(..., pca=512)``) wraps the index in a
-FAISS ``IndexPreTransform`` whose chain is ``PCAMatrix`` (eigen power -1/2: whitening)
-followed by L2 normalisation, i.e. the factory string ``PCAW512,L2norm,<factory>``. The
-transform is fitted on the database descriptors when the index is trained, written
-with the index (``index.faiss``, atomic and checksummed like every index file), and
-FAISS applies it to every query, so ``vgloc locate`` and ``vgloc eval --index`` need no
-extra step. The stored descriptors (``descriptors.npy``) are the reduced ones, so a
-large database also stores ``pca`` floats per image instead of ``D``.
+``vgloc index build --pca 512`` (``GeoIndex.build(..., pca=512)``) fits a FAISS
+``PCAMatrix`` (eigen power -1/2: whitening) on the database descriptors, reduces and
+L2-normalises them, builds the requested index (``Flat``, ``auto``, ...) on the reduced
+vectors, and wraps it in an ``IndexPreTransform`` whose chain is that PCA followed by
+L2 normalisation. The transform is written with the index (``index.faiss``, atomic and
+checksummed like every index file) and FAISS applies it to every query, so
+``vgloc locate`` and ``vgloc eval --index`` need no extra step. Every stage of the inner
+index (an "auto" index's re-ranking codes included) and the stored descriptors
+(``descriptors.npy``) live in the reduced space, so a large database stores ``pca``
+numbers per image instead of ``D``. (The factory string ``PCAW512,L2norm,IVF..,Refine(..)``
+would not do this: FAISS puts ``Refine`` around the whole chain, on full vectors.)
 
 PCA-whitening followed by L2 normalisation is the standard compaction of global
 place-recognition descriptors (Jegou & Chum, "Negative evidences and co-occurrences
@@ -24,10 +27,7 @@ import numpy as np
 
 from vgloc.index.faiss_common import _transforms
 
-__all__ = ["PCA_PREFIX", "check_pca", "pca_factory", "pca_info", "reduce"]
-
-#: The factory prefix: whitened PCA to ``dim`` dimensions, then L2 normalisation.
-PCA_PREFIX = "PCAW{dim},L2norm,"
+__all__ = ["apply_chain", "check_pca", "fit_pca", "pca_info", "reduce", "wrap"]
 
 
 def check_pca(pca: Any, descriptor_dim: int, num_images: int) -> int:
@@ -61,9 +61,37 @@ def check_pca(pca: Any, descriptor_dim: int, num_images: int) -> int:
     return int(pca)
 
 
-def pca_factory(pca: int, factory: str) -> str:
-    """The factory string that puts whitened PCA to ``pca`` dimensions in front of ``factory``."""
-    return PCA_PREFIX.format(dim=pca) + factory.strip()
+def fit_pca(descriptors: np.ndarray, pca: int) -> tuple[faiss.VectorTransform, ...]:
+    """Fit PCA-whitening to ``pca`` dimensions on database descriptors.
+
+    Args:
+        descriptors: (N, D) database descriptors (FAISS subsamples large sets for the covariance).
+        pca: the output dimension d < D, d <= N.
+
+    Returns:
+        The transform chain: (``PCAMatrix`` D -> d whitened, ``NormalizationTransform`` d).
+    """
+    x = np.ascontiguousarray(descriptors, dtype=np.float32)
+    check_pca(pca, x.shape[1], len(x))
+    matrix = faiss.PCAMatrix(x.shape[1], pca, -0.5)  # eigen power -1/2: whitening
+    matrix.train(x)
+    return matrix, faiss.NormalizationTransform(pca, 2.0)
+
+
+def apply_chain(chain: tuple[faiss.VectorTransform, ...], x: np.ndarray) -> np.ndarray:
+    """(N, D) vectors through ``chain`` -> (N, d) float32."""
+    out = np.ascontiguousarray(np.atleast_2d(np.asarray(x)), dtype=np.float32)
+    for vt in chain:
+        out = np.ascontiguousarray(vt.apply(out), dtype=np.float32)
+    return out
+
+
+def wrap(chain: tuple[faiss.VectorTransform, ...], inner: faiss.Index) -> faiss.Index:
+    """``inner`` (built on reduced vectors) behind ``chain``: the index then takes (N, D) vectors."""
+    index = faiss.IndexPreTransform(chain[-1], inner)
+    for vt in reversed(chain[:-1]):
+        index.prepend_transform(vt)
+    return index
 
 
 def pca_info(pca: int, descriptor_dim: int) -> dict[str, Any]:
@@ -81,10 +109,6 @@ def reduce(index: faiss.Index, x: np.ndarray) -> np.ndarray:
     Returns:
         (N, d) float32 vectors in the index's internal space (d = the PCA dimension).
     """
-    out = np.ascontiguousarray(np.atleast_2d(np.asarray(x)), dtype=np.float32)
     ix = faiss.downcast_index(index)
-    if not isinstance(ix, faiss.IndexPreTransform):
-        return out
-    for vt in _transforms(ix):
-        out = np.ascontiguousarray(vt.apply(out), dtype=np.float32)
-    return out
+    chain = tuple(_transforms(ix)) if isinstance(ix, faiss.IndexPreTransform) else ()
+    return apply_chain(chain, x)

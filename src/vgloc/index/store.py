@@ -66,8 +66,8 @@ from vgloc.index.metadata import (
     IndexStoreError,
     _check_image_size,
 )
-from vgloc.index.ondisk import MMAP_FLAGS, should_map
-from vgloc.index.pca import check_pca, pca_factory, pca_info, reduce
+from vgloc.index.ondisk import read_index_mapped, should_map
+from vgloc.index.pca import apply_chain, check_pca, fit_pca, pca_info, reduce, wrap
 from vgloc.io import atomic_path
 
 __all__ = [
@@ -272,23 +272,21 @@ class GeoIndex:
         if pca is not None:
             pca = check_pca(pca, int(shape[1]), int(shape[0]))
             extra["pca"] = pca_info(pca, int(shape[1]))
-        # "auto" chooses for the dimension the inner index will see.
-        inner_shape = (int(shape[0]), pca) if pca is not None else shape
-        factory, search_params = resolve_factory(factory, search_params, inner_shape, exact_max, extra)
-        if pca is not None:
-            factory = pca_factory(pca, factory)
+        # With PCA the inner index ("auto"'s choice included) sees the reduced vectors only.
+        chain = fit_pca(descriptors, pca) if pca is not None else ()
+        kept = apply_chain(chain, descriptors) if chain else descriptors
+        factory, search_params = resolve_factory(factory, search_params, np.shape(kept), exact_max, extra)
         index = build_faiss_index(
-            descriptors,
+            kept,
             factory,
             train_sample=train_sample,
             seed=seed,
             num_threads=num_threads,
             progress=progress,
         )
-        stored = None
-        if store_descriptors:
-            kept = reduce(index, descriptors) if pca is not None else descriptors
-            stored = np.ascontiguousarray(kept, dtype=descriptor_dtype)
+        if chain:
+            index = wrap(chain, index)
+        stored = np.ascontiguousarray(kept, dtype=descriptor_dtype) if store_descriptors else None
         metadata = IndexMetadata(
             model_spec=model_spec.strip(),
             descriptor_dim=int(shape[1]),
@@ -471,7 +469,7 @@ class GeoIndex:
         if on_disk is None:
             on_disk = should_map(root, meta)
         try:
-            index = faiss.read_index(str(index_path), MMAP_FLAGS if on_disk else 0)
+            index = read_index_mapped(index_path) if on_disk else faiss.read_index(str(index_path))
         except RuntimeError as e:
             raise IndexCorruptError(f"{index_path}: cannot read the FAISS index ({e})") from e
         if index.d != meta.descriptor_dim:
