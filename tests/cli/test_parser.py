@@ -41,6 +41,7 @@ def test_every_module_registers_one_command() -> None:
         "eval",
         "rerank-show",
         "synth",
+        "split",
         "demo",
         "train",
         "serve",

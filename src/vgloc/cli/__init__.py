@@ -58,6 +58,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vgloc.cli.eval",
     "vgloc.cli.rerank_show",
     "vgloc.cli.synth",
+    "vgloc.cli.split",
     "vgloc.cli.demo",
     "vgloc.cli.train",
     "vgloc.cli.serve",

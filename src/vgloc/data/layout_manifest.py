@@ -24,7 +24,8 @@ from vgloc.geo import GeoError, MetricFrame
 # ----------------------------------------------------------------------------- manifests
 
 _COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
-    "path": ("path",),
+    # img_id / image_id: the MP-16 / Im2GPS(3k) lists GeoCLIP and GeoEstimation use (IMG_ID,LAT,LON).
+    "path": ("path", "img_id", "image_id"),
     "lat": ("lat", "latitude"),
     "lon": ("lon", "lng", "long", "longitude"),
     "heading": ("heading",),
