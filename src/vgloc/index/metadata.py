@@ -105,6 +105,13 @@ class IndexMetadata:
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 
+    @property
+    def stored_dim(self) -> int:
+        """Dimension of the stored descriptors: the PCA dimension when the index has one
+        (``extra["pca"]``, :mod:`vgloc.index.pca`), else :attr:`descriptor_dim`."""
+        info = self.extra.get("pca")
+        return int(info["dim"]) if isinstance(info, dict) and "dim" in info else self.descriptor_dim
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict, format name and version first."""
         return {

@@ -25,8 +25,9 @@ import os
 from pathlib import Path
 
 import faiss
+import numpy as np
 
-from vgloc.index.metadata import DESCRIPTORS_FILE, INDEX_FILE, IndexMetadata
+from vgloc.index.metadata import DESCRIPTORS_FILE, INDEX_FILE, METADATA_FILE, IndexCorruptError, IndexMetadata
 
 __all__ = [
     "MMAP_FLAGS",
@@ -34,6 +35,8 @@ __all__ = [
     "ON_DISK_RAM_FRACTION",
     "available_ram_bytes",
     "index_data_bytes",
+    "read_descriptors",
+    "read_faiss",
     "read_index_mapped",
     "should_map",
 ]
@@ -109,3 +112,37 @@ def should_map(root: Path, meta: IndexMetadata, *, fraction: float = ON_DISK_RAM
             (avail or 0) / 2**30,
         )
     return mapped
+
+
+def read_faiss(path: Path, meta: IndexMetadata, on_disk: bool) -> faiss.Index:
+    """Read ``index.faiss`` (mapped when ``on_disk``), refusing one that disagrees with ``meta``."""
+    try:
+        index = read_index_mapped(path) if on_disk else faiss.read_index(str(path))
+    except RuntimeError as e:
+        raise IndexCorruptError(f"{path}: cannot read the FAISS index ({e})") from e
+    if index.d != meta.descriptor_dim:
+        raise IndexCorruptError(
+            f"{path}: FAISS index has dimension {index.d}, {METADATA_FILE} says {meta.descriptor_dim}"
+        )
+    if index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        raise IndexCorruptError(f"{path}: FAISS index does not use the inner-product metric")
+    if index.ntotal != meta.num_images:
+        raise IndexCorruptError(
+            f"{path}: FAISS index holds {index.ntotal} vectors, {METADATA_FILE} says {meta.num_images} images"
+        )
+    return index
+
+
+def read_descriptors(path: Path, meta: IndexMetadata, on_disk: bool) -> np.ndarray:
+    """Read ``descriptors.npy`` ((N, d): a read-only memory map when ``on_disk``), checking shape and dtype."""
+    try:
+        descriptors = np.load(path, allow_pickle=False, mmap_mode="r" if on_disk else None)
+    except (ValueError, OSError, EOFError) as e:
+        raise IndexCorruptError(f"{path}: cannot read descriptors ({e})") from e
+    expected = (meta.num_images, meta.stored_dim)
+    if descriptors.shape != expected or descriptors.dtype != np.dtype(meta.descriptor_dtype):
+        raise IndexCorruptError(
+            f"{path}: descriptors are {descriptors.dtype} {descriptors.shape}, "
+            f"expected {meta.descriptor_dtype} {expected}"
+        )
+    return descriptors

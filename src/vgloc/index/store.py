@@ -66,7 +66,7 @@ from vgloc.index.metadata import (
     IndexStoreError,
     _check_image_size,
 )
-from vgloc.index.ondisk import read_index_mapped, should_map
+from vgloc.index.ondisk import read_descriptors, read_faiss, should_map
 from vgloc.index.pca import apply_chain, check_pca, fit_pca, pca_info, reduce, wrap
 from vgloc.io import atomic_path
 
@@ -86,12 +86,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def stored_dim(meta: IndexMetadata) -> int:
-    """Dimension of the stored descriptors: the PCA dimension when the index has one, else D."""
-    info = meta.extra.get("pca")
-    return int(info["dim"]) if isinstance(info, dict) and "dim" in info else meta.descriptor_dim
 
 
 class GeoIndex:
@@ -133,9 +127,9 @@ class GeoIndex:
             raise IndexCorruptError(
                 f"FAISS index has dimension {index.d}, metadata says {metadata.descriptor_dim}"
             )
-        if descriptors is not None and descriptors.shape != (n, stored_dim(metadata)):
+        if descriptors is not None and descriptors.shape != (n, metadata.stored_dim):
             raise IndexCorruptError(
-                f"descriptors have shape {descriptors.shape}, expected ({n}, {stored_dim(metadata)})"
+                f"descriptors have shape {descriptors.shape}, expected ({n}, {metadata.stored_dim})"
             )
         self._index = index
         self._images = images
@@ -468,38 +462,11 @@ class GeoIndex:
         index_path = root / INDEX_FILE
         if on_disk is None:
             on_disk = should_map(root, meta)
-        try:
-            index = read_index_mapped(index_path) if on_disk else faiss.read_index(str(index_path))
-        except RuntimeError as e:
-            raise IndexCorruptError(f"{index_path}: cannot read the FAISS index ({e})") from e
-        if index.d != meta.descriptor_dim:
-            raise IndexCorruptError(
-                f"{index_path}: FAISS index has dimension {index.d}, "
-                f"{METADATA_FILE} says {meta.descriptor_dim}"
-            )
-        if index.metric_type != faiss.METRIC_INNER_PRODUCT:
-            raise IndexCorruptError(f"{index_path}: FAISS index does not use the inner-product metric")
-        if index.ntotal != meta.num_images:
-            raise IndexCorruptError(
-                f"{index_path}: FAISS index holds {index.ntotal} vectors, "
-                f"{METADATA_FILE} says {meta.num_images} images"
-            )
-
+        index = read_faiss(index_path, meta, on_disk)
         images = _read_images(root / IMAGES_FILE, meta)
-
         descriptors = None
         if meta.descriptors_stored and load_descriptors:
-            desc_path = root / DESCRIPTORS_FILE
-            try:
-                descriptors = np.load(desc_path, allow_pickle=False, mmap_mode="r" if on_disk else None)
-            except (ValueError, OSError, EOFError) as e:
-                raise IndexCorruptError(f"{desc_path}: cannot read descriptors ({e})") from e
-            expected = (meta.num_images, stored_dim(meta))
-            if descriptors.shape != expected or descriptors.dtype != np.dtype(meta.descriptor_dtype):
-                raise IndexCorruptError(
-                    f"{desc_path}: descriptors are {descriptors.dtype} {descriptors.shape}, "
-                    f"expected {meta.descriptor_dtype} {expected}"
-                )
+            descriptors = read_descriptors(root / DESCRIPTORS_FILE, meta, on_disk)
         loaded = cls(index, images, meta, descriptors)
         loaded.path = root
         return loaded
