@@ -1,8 +1,10 @@
 """Visual evaluation reports: a self-contained HTML page a person can look at.
 
-The page shows the Recall@N table, a map of predicted against true query
-positions for each domain, and a handful of queries with their top-5
-retrievals, each marked correct (green) or wrong (red). Images are embedded as
+The page shows which weights were evaluated (trained, pretrained or random), the
+Recall@N table next to the chance level (what a random ranking would score,
+:func:`vgloc.evaluation.chance.chance_recall`), a map of predicted against true
+query positions for each domain, every query's error in metres, and a handful of
+queries with their top-5 retrievals, each marked correct (green) or wrong (red). Images are embedded as
 small JPEG thumbnails, so the single file can be mailed or opened anywhere.
 """
 
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from vgloc.evaluation.chance import chance_recall, weights_label
 from vgloc.geo import distances_m
 from vgloc.io import write_text_atomic
 
@@ -135,20 +138,28 @@ def write_eval_report(
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
         ".ex{display:flex;gap:6px;align-items:flex-start;margin:6px 0}"
         ".ex figure{margin:0;text-align:center;font-size:11px}"
-        ".ok img{border:4px solid #1a9850}.bad img{border:4px solid #d73027}.q img{border:4px solid #2c7bb6}",
+        ".ok img{border:4px solid #1a9850}.bad img{border:4px solid #d73027}.q img{border:4px solid #2c7bb6}"
+        "tr.chance td{color:#777;font-style:italic}td.name{text-align:left}",
         "</style></head><body>",
         f"<h1>vgloc evaluation: {html.escape(result.model_spec)}</h1>",
         f"<p>split <b>{html.escape(result.split)}</b>, {result.num_database} database images, positives within "
         f"{result.threshold_m:g} m; {result.seconds:.0f} s.</p>",
-        "<h2>Recall@N (%)</h2><table><tr><th>domain</th><th>queries</th>"
+        f"<p class='weights'>weights: <b>{html.escape(weights_label(result.model_spec, result.settings))}</b></p>",
+        "<h2>Recall@N (%)</h2><p>Under each domain, in grey: the chance level, the Recall@N a random "
+        "ranking of the database would score in expectation for the same positives.</p>"
+        "<table><tr><th>domain</th><th>queries</th>"
         + "".join(f"<th>R@{n}</th>" for n in result.recall_values)
-        + "<th>no positive</th></tr>",
+        + "<th>no positive</th><th>median error (m)</th></tr>",
     ]
     for d in result.domains.values():
+        chance = chance_recall(result.num_database, d.positives, result.recall_values)
         parts.append(
-            f"<tr><td style='text-align:left'>{html.escape(d.domain)}</td><td>{d.num_queries}</td>"
+            f"<tr><td class='name'>{html.escape(d.domain)}</td><td>{d.num_queries}</td>"
             + "".join(f"<td>{d.recalls[n]:.1f}</td>" for n in result.recall_values)
-            + f"<td>{d.queries_without_positives}</td></tr>"
+            + f"<td>{d.queries_without_positives}</td><td>{_metres(_median_error(d.error_m))}</td></tr>"
+            + "<tr class='chance'><td class='name'>chance</td><td></td>"
+            + "".join(f"<td>{chance[n]:.1f}</td>" for n in result.recall_values)
+            + "<td></td><td></td></tr>"
         )
     parts.append("</table>")
     for name, d in result.domains.items():
@@ -164,6 +175,8 @@ def write_eval_report(
         parts.append(
             f"<img alt='map of {html.escape(name)}' src='{map_figure(database, qset, pred_xy, correct, name + ': top-1 predictions')}'>"
         )
+        if d.error_m is not None:
+            parts.append(_error_table(d.error_m, d.confidence, correct, qset, result.threshold_m))
         wrong = np.flatnonzero(~correct)
         right = np.flatnonzero(correct)
         n_wrong = min(len(wrong), examples_per_domain // 2 if len(right) else examples_per_domain)
@@ -189,3 +202,57 @@ def write_eval_report(
             parts.append("<div class='ex'>" + "".join(cells) + "</div>")
     parts.append("</body></html>")
     return write_text_atomic(out_path, "\n".join(parts))
+
+
+def _metres(x: float) -> str:
+    return f"{x:.0f}" if np.isfinite(x) else "-"
+
+
+def _median_error(error_m: np.ndarray | None) -> float:
+    if error_m is None:
+        return float("nan")
+    err = np.asarray(error_m, dtype=np.float64)
+    err = err[np.isfinite(err)]
+    return float(np.median(err)) if err.size else float("nan")
+
+
+def _error_table(
+    error_m: np.ndarray,
+    confidence: np.ndarray | None,
+    correct: np.ndarray,
+    queries: GeoImageSet,
+    threshold_m: float,
+) -> str:
+    """Every query's position error (m), worst first, in a collapsible table.
+
+    Args:
+        error_m: (Q,) metres from the predicted to the true position (NaN: no prediction).
+        confidence: (Q,) confidence of each prediction, or None.
+        correct: (Q,) whether the top-1 retrieval is a positive.
+        queries: the query set (for file names).
+        threshold_m: the positive threshold, for the summary line.
+    """
+    err = np.asarray(error_m, dtype=np.float64)
+    known = err[np.isfinite(err)]
+    summary = (
+        f"median {_metres(float(np.median(known)))} m, 90th percentile "
+        f"{_metres(float(np.percentile(known, 90)))} m, {100.0 * np.mean(known <= threshold_m):.0f} % "
+        f"within {threshold_m:g} m"
+        if known.size
+        else "no position predicted"
+    )
+    # Worst first (NaN, no prediction, counts as worst): what a reader wants to look at.
+    order = np.argsort(np.where(np.isfinite(err), -err, -np.inf), kind="stable")
+    rows = "".join(
+        f"<tr><td>{q}</td><td class='name'>{html.escape(Path(queries.paths[q]).name)}</td>"
+        f"<td>{_metres(float(err[q]))}</td>"
+        f"<td>{'-' if confidence is None else f'{float(confidence[q]):.2f}'}</td>"
+        f"<td>{'yes' if correct[q] else 'no'}</td></tr>"
+        for q in order
+    )
+    return (
+        f"<p class='errors'>Position error per query: {summary}.</p>"
+        f"<details><summary>every query's error ({len(err)}), worst first</summary>"
+        "<table class='per-query'><tr><th>query</th><th>file</th><th>error (m)</th><th>confidence</th>"
+        f"<th>top-1 correct</th></tr>{rows}</table></details>"
+    )
