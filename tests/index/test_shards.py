@@ -74,6 +74,7 @@ def test_merge_equals_a_single_build(tmp_path: Path) -> None:
     merged = merge_shards(tmp_path / "shards", tmp_path / "merged.idx", factory="IVF4,Flat")
     single = GeoIndex.build(desc, images, model_spec="tiny+gem", image_size=(48, 64), factory="IVF4,Flat")
     np.testing.assert_array_equal(merged.descriptors, single.descriptors)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged.idx", "shards"]  # no spill file left
     assert merged.images.paths == images.paths
     np.testing.assert_array_equal(merged.images.extra["gravity"], images.extra["gravity"])
     assert bytes(faiss.serialize_index(merged.index)) == bytes(faiss.serialize_index(single.index))

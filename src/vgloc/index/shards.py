@@ -255,9 +255,15 @@ def _read_info(root: Path) -> dict[str, Any]:
 
 
 def read_shards(
-    shard_dir: str | os.PathLike[str], *, verify_checksums: bool = True
+    shard_dir: str | os.PathLike[str], *, verify_checksums: bool = True, into: Path | None = None
 ) -> tuple[np.ndarray, GeoImageSet, dict[str, Any], Path]:
     """Check every shard of ``shard_dir`` and concatenate them in database order.
+
+    Args:
+        shard_dir: the directory the ranks wrote their shards to.
+        verify_checksums: check every shard file's SHA-256.
+        into: concatenate the descriptors into this new ``.npy`` file, memory-mapped
+            (one shard in RAM at a time), instead of into RAM.
 
     Returns:
         ``(descriptors float32 (N, D), images (N), identity, the first shard's directory)``;
@@ -319,22 +325,27 @@ def read_shards(
     all_paths = [p for sh in shards for p in sh.info["paths"]]
     if paths_digest(all_paths) != first["paths_sha256"]:
         raise ShardError(f"{root}: the shards' paths are not the database they were built from")
-    descs, sets = [], []
+    sets = []
     ident = first["identity"]
+    shape = (int(first["num_images"]), int(ident["descriptor_dim"]))
+    if into is not None:
+        out: np.ndarray = np.lib.format.open_memmap(into, mode="w+", dtype=np.float32, shape=shape)
+    else:
+        out = np.empty(shape, np.float32)
     for sh in shards:
         info = sh.info
         m = info["stop"] - info["start"]
         try:
-            d = np.load(sh.root / DESCRIPTORS_FILE, allow_pickle=False)
+            d = np.load(sh.root / DESCRIPTORS_FILE, allow_pickle=False, mmap_mode="r")
         except (ValueError, OSError, EOFError) as e:
             raise ShardError(f"{sh.root / DESCRIPTORS_FILE}: cannot read descriptors ({e})") from e
         if d.dtype != np.float32 or d.shape != (m, ident["descriptor_dim"]):
             raise ShardError(
                 f"{sh.root / DESCRIPTORS_FILE}: {d.dtype} {d.shape}, expected float32 ({m}, {ident['descriptor_dim']})"
             )
-        descs.append(d)
+        out[info["start"] : info["stop"]] = d
         sets.append(_read_images(sh.root / IMAGES_FILE, _table_meta(info, m)))
-    return np.concatenate(descs), concat_image_sets(sets), ident, shards[0].root
+    return out, concat_image_sets(sets), ident, shards[0].root
 
 
 def _table_meta(info: dict[str, Any], num_images: int) -> IndexMetadata:
@@ -392,10 +403,36 @@ def merge_shards(
         The merged :class:`GeoIndex` (its descriptors and FAISS index are those of a
         single-process build of the same database).
     """
+    # With an output directory the descriptors are gathered in a memory-mapped file beside
+    # it (same file system), so the merge never holds two copies of the database in RAM.
+    spill = None
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        spill = Path(out).parent / f".{Path(out).name}.merge-{os.getpid()}.npy"
+    try:
+        return _merge(
+            shard_dir, out, spill, factory, search_params, descriptor_dtype, pca, seed, verify_checksums
+        )
+    finally:
+        if spill is not None:
+            spill.unlink(missing_ok=True)  # a mapped array stays readable after the unlink
+
+
+def _merge(
+    shard_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None,
+    spill: Path | None,
+    factory: str,
+    search_params: str | None,
+    descriptor_dtype: str,
+    pca: int | None,
+    seed: int,
+    verify_checksums: bool,
+) -> GeoIndex:
     import shutil
     from functools import partial
 
-    descriptors, images, ident, first = read_shards(shard_dir, verify_checksums=verify_checksums)
+    descriptors, images, ident, first = read_shards(shard_dir, verify_checksums=verify_checksums, into=spill)
     auto = factory.strip().lower() == "auto"
     if not auto and search_params is None:
         # As build_index: an exact index has no search parameters worth storing.
