@@ -200,8 +200,8 @@ def main() -> None:
             "p50_ms": p50,
             "p95_ms": p95,
             "p99_ms": p99,
-            "errors": n_errors,
-            **r,
+            **r,  # errors: {status or exception name: count}
+            "error_count": n_errors,
         }
         summary[str(b)] = s
         mem0, mem1 = r["memory_before"], r["memory_after"]
