@@ -220,6 +220,13 @@ class DinoV2NoNorm(DinoV2Backbone):
           CLS token ``(B, C)``
     """
 
+    def set_trainable_blocks(self, n: int) -> list[str]:
+        """As the parent, plus ``norm``: unused here, so it must not look trainable (an
+        unused trainable parameter breaks DistributedDataParallel's default settings)."""
+        super().set_trainable_blocks(n)
+        self.frozen.append("norm")
+        return list(self.frozen)
+
     def forward_tokens(self, x: Tensor) -> tuple[Tensor, Tensor]:
         gh, gw = check_patch_multiple(x, PATCH_SIZE)
         tokens = self.patch_embed(x)
