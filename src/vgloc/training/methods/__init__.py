@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 #: Packages of the built-in methods (imported, so registered, with this package).
-BUILTIN: tuple[str, ...] = ("triplet", "cosplace")
+BUILTIN: tuple[str, ...] = ("triplet", "cosplace", "geocell")
 
 for _name in BUILTIN:
     importlib.import_module(f"{__name__}.{_name}")

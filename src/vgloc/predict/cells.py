@@ -1,0 +1,99 @@
+"""Positions from geo-cell classifier outputs: top-k cells with probabilities, and a lat/lon.
+
+A classifier trained on a partition (:mod:`vgloc.geo.cells`,
+``vgloc train geocell``) gives each query one logit per cell. The prediction is
+the most probable cell's position: its rectangle's centre (PlaNet) or the mean
+position of its training images (``"mean"``, the default: it sits where the photos
+are, not in the sea next to a coastal city). With several partitions,
+:func:`combine_partitions` multiplies each fine cell's probability by those of the
+coarser cells containing it (GeoEstimation's hierarchy; PROTOCOLS.md section 8 marks
+the exact scheme unverified).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from vgloc.geo.cells import CellPartition
+
+__all__ = ["CellPredictions", "cell_predictions", "combine_partitions"]
+
+
+@dataclass
+class CellPredictions:
+    """Per-query classifier predictions.
+
+    Attributes:
+        latlon: (Q, 2) degrees, the position of each query's most probable cell.
+        cells: (Q, k) cell indices, most probable first.
+        probabilities: (Q, k) their softmax probabilities.
+    """
+
+    latlon: np.ndarray
+    cells: np.ndarray
+    probabilities: np.ndarray
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return np.asarray(e / e.sum(1, keepdims=True))
+
+
+def cell_predictions(
+    logits: np.ndarray, partition: CellPartition, k: int = 5, position: str = "mean"
+) -> CellPredictions:
+    """Top-``k`` cells with probabilities and the position of the best one.
+
+    Args:
+        logits: (Q, C) classifier outputs for the partition's C cells (or probabilities
+            already, see :func:`combine_partitions`: pass their log).
+        partition: the partition the classifier was trained on.
+        k: cells to keep per query (clipped to C).
+        position: ``"mean"`` (mean of the cell's training images) or ``"centre"``.
+
+    Returns:
+        The :class:`CellPredictions`.
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    if z.ndim != 2 or z.shape[1] != partition.num_cells:
+        raise ValueError(f"logits of shape {z.shape} for a partition of {partition.num_cells} cells")
+    targets = partition.cell_latlon(position)
+    prob = _softmax(z)
+    k = max(1, min(int(k), partition.num_cells))
+    top = np.argsort(-prob, axis=1, kind="stable")[:, :k]
+    return CellPredictions(
+        latlon=targets[top[:, 0]].copy(),
+        cells=top,
+        probabilities=np.take_along_axis(prob, top, 1),
+    )
+
+
+def combine_partitions(logits: Sequence[np.ndarray], partitions: Sequence[CellPartition]) -> np.ndarray:
+    """Hierarchical log-probabilities of the finest partition's cells.
+
+    Each fine cell's probability is multiplied by the probability of the cell
+    containing its centre in every coarser partition (coarse cells dropped for
+    sparseness contribute nothing).
+
+    Args:
+        logits: one (Q, C_p) array per partition, coarse to fine (the last is the finest).
+        partitions: the partitions, same order.
+
+    Returns:
+        (Q, C_last) log-probabilities (pass them to :func:`cell_predictions` as logits).
+    """
+    if len(logits) != len(partitions) or not partitions:
+        raise ValueError(f"{len(logits)} logit arrays for {len(partitions)} partitions")
+    fine = partitions[-1]
+    out = np.log(np.clip(_softmax(logits[-1]), 1e-300, None))
+    for z, part in zip(logits[:-1], partitions[:-1], strict=True):
+        parent = part.lookup(fine.centres)  # (C_last,) coarse cell of each fine cell
+        prob = np.clip(_softmax(z), 1e-300, None)
+        keep = parent >= 0
+        out[:, keep] += np.log(prob[:, parent[keep]])
+    return np.asarray(out)
