@@ -247,6 +247,15 @@ class Verifier(ABC):
             The score, inlier count and mask.
         """
 
+    def score_bound(self, num_matches: int) -> float | None:
+        """The highest score ``verify`` can give ``num_matches`` correspondences, or None if unbounded.
+
+        Lets a re-ranker skip verifying a candidate that cannot beat the ones already
+        verified (early exit): e.g. a homography cannot have more inliers than matches.
+        """
+        del num_matches
+        return None
+
     def config(self) -> dict[str, Any]:
         """The verifier's parameters (for reports)."""
         return {"name": self.name}
@@ -288,6 +297,10 @@ class _RobustVerifier(Verifier):
 
     @abstractmethod
     def _fit(self, p0: np.ndarray, p1: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]: ...
+
+    def score_bound(self, num_matches: int) -> float | None:
+        # The score is the inlier count: at most the matches, and 0 below the minimal sample.
+        return float(num_matches) if num_matches >= self.min_matches else 0.0
 
     def verify(self, corr: Correspondences) -> Verification:
         p0, p1 = corr.working_points()
@@ -360,6 +373,9 @@ class CountVerifier(Verifier):
 
     def verify(self, corr: Correspondences) -> Verification:
         return Verification(float(len(corr)), len(corr), np.ones(len(corr), bool), None)
+
+    def score_bound(self, num_matches: int) -> float | None:
+        return float(num_matches)
 
 
 def create_verifier(name: str, **options: Any) -> Verifier:

@@ -34,9 +34,11 @@ from vgloc.local.cache import CacheMismatchError, FeatureCache
 from vgloc.local.features import EXTRACTORS, LocalFeatureExtractor, LocalFeatures
 from vgloc.local.image import load_rgb
 from vgloc.local.matching import MATCHERS, Correspondences, DenseMatcher, SparseMatcher
+from vgloc.local.matching.batched import can_match_many
 from vgloc.local.verify import VERIFIERS, Verification, Verifier
 from vgloc.registry import RERANKERS, Registry, UnknownNameError
 from vgloc.rerank.base import BaseReranker, ImagePath, PairScores, Prepared
+from vgloc.rerank.fast import FastScorer
 from vgloc.rerank.fusion import check_fusion
 
 __all__ = ["LocalFeatureReranker", "Reranker", "RerankerSpec", "parse_spec"]
@@ -162,6 +164,15 @@ class LocalFeatureReranker(BaseReranker):
         cache_queries: also write query features to the HDF5 cache. Off by default: the
             cache holds the database, which every query reuses, while a query is
             usually seen once (its features are still read from the cache if there).
+        batched: score with :class:`~vgloc.rerank.fast.FastScorer` (batched matching,
+            verification in a thread pool) where it reproduces the matcher (``mnn``,
+            ``ratio``); False scores pair by pair (the reference path, same results).
+        workers: threads of the fast path (None: the usable cores, <= 8).
+        exact_top: None (default): every candidate is verified. ``n``: early exit, only
+            the top ``n`` of the re-ranked order are guaranteed identical (see
+            :mod:`vgloc.rerank.fast`); needs ``batched`` and no fusion.
+        device: None (default): the fast path matches with numpy on CPU; a torch device
+            (``"cuda"``, ...): it matches there with torch.
 
     Example:
         >>> rr = LocalFeatureReranker("rootsift+mnn+ransac", cache="cache/rootsift.h5")
@@ -182,6 +193,10 @@ class LocalFeatureReranker(BaseReranker):
         fusion_weight: float = 0.5,
         memory_cache: int = 256,
         cache_queries: bool = False,
+        batched: bool = True,
+        workers: int | None = None,
+        exact_top: int | None = None,
+        device: str | None = None,
     ) -> None:
         self.spec: RerankerSpec = spec if isinstance(spec, RerankerSpec) else parse_spec(spec)
         check_fusion(fusion, fusion_weight)
@@ -209,6 +224,15 @@ class LocalFeatureReranker(BaseReranker):
         self._own_cache = cache is not None and not isinstance(cache, FeatureCache)
         self.memory_cache = int(memory_cache)
         self.cache_queries = bool(cache_queries)
+        if exact_top is not None and not batched:
+            raise ValueError("exact_top (early exit) needs batched=True")
+        if exact_top is not None and fusion is not None:
+            raise ValueError(
+                "exact_top (early exit) leaves scores unknown, which fusion needs; use one of them"
+            )
+        self.batched = bool(batched)
+        self.exact_top = exact_top
+        self.fast = FastScorer(workers=workers, exact_top=exact_top, device=device)
         self._memory: OrderedDict[str, LocalFeatures] = OrderedDict()
         # The LRU limit before prepare() raised it, restored by release().
         self._memory_limit_before: int | None = None
@@ -239,7 +263,8 @@ class LocalFeatureReranker(BaseReranker):
         return FeatureCache(cache, self.extractor)
 
     def close(self) -> None:
-        """Close a cache this re-ranker opened itself."""
+        """Stop the verification threads and close a cache this re-ranker opened itself."""
+        self.fast.close()
         if self.cache is not None and self._own_cache:
             self.cache.close()
 
@@ -309,8 +334,16 @@ class LocalFeatureReranker(BaseReranker):
         Returns:
             (K,) verification scores, (K,) inlier counts and (K,) ms per pair, in the
             candidates' order. A pair's time covers matching and verification, plus the
-            extraction of any features not yet in memory or in the cache.
+            extraction of any features not yet in memory or in the cache. The fast path
+            (``batched``) scores the pairs jointly and reports no per-pair times; with
+            ``exact_top`` the candidates it skipped score NaN with -1 inliers.
         """
+        if self.batched and self.extractor is not None and isinstance(self.matcher, SparseMatcher):
+            qf = self.features(query, store=self.cache_queries)
+            if can_match_many(self.matcher, qf):
+                feats = [self.features(c) for c in candidates]
+                scores, inliers = self.fast.score(self.matcher, self.verifier, qf, feats)
+                return PairScores(scores, inliers, None)
         k = len(candidates)
         scores = np.zeros(k, np.float64)
         inliers = np.zeros(k, np.int64)
