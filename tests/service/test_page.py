@@ -169,3 +169,31 @@ def test_a_refused_upload_is_shown_on_the_page(server: str, browser: Any, tmp_pa
     )
     assert "not a readable image" in browser.find_element(By.ID, "status").text
     assert browser.execute_script("return window.vgloc.error.code") == "not_an_image"
+
+
+# Drop a file on the page as a user's drag would: a DataTransfer holding a File.
+_DROP = """
+const done = arguments[arguments.length - 1];
+fetch(arguments[0]).then(r => r.blob()).then(blob => {
+  const data = new DataTransfer();
+  data.items.add(new File([blob], 'dropped.jpg', {type: 'image/jpeg'}));
+  document.getElementById('map').dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true}));
+  done(true);
+}).catch(err => done(String(err)));
+"""
+
+
+def test_a_dropped_photo_is_located(server: str, browser: Any) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # Database image 2's thumbnail: a JPEG the server serves, dropped back onto the page.
+    thumb = httpx.get(f"{server}/matches/2/thumbnail").content
+    expected = httpx.post(f"{server}/locate", content=thumb, headers={"content-type": "image/jpeg"}).json()
+    browser.get(f"{server}/")
+    browser.set_script_timeout(30)
+    assert browser.execute_async_script(_DROP, f"{server}/matches/2/thumbnail") is True
+    WebDriverWait(browser, 60).until(
+        lambda d: d.execute_script("return document.body.dataset.state") == "done"
+    )
+    got = browser.execute_script("const ll = window.vgloc.marker.getLatLng(); return [ll.lat, ll.lng];")
+    assert got == pytest.approx([expected["lat"], expected["lon"]], abs=1e-9)
