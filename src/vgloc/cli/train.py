@@ -37,8 +37,8 @@ log = logging.getLogger("vgloc")
 
 
 def _precision(text: str) -> str:
-    if text not in ("fp32", "fp16", "bf16"):
-        raise argparse.ArgumentTypeError(f"expected fp32, fp16 or bf16, got {text!r}")
+    if text not in ("auto", "fp32", "fp16", "bf16"):
+        raise argparse.ArgumentTypeError(f"expected auto, fp32, fp16 or bf16, got {text!r}")
     return text
 
 
@@ -122,7 +122,8 @@ def add_arguments(p_train: argparse.ArgumentParser) -> None:
             "--precision",
             type=_precision,
             default=None,
-            help="fp32 (default), bf16 autocast (CPU or CUDA) or fp16 autocast with loss scaling (CUDA)",
+            help="auto (default: bf16 autocast where the CPU/GPU has native bf16, fp16 on older GPUs, else fp32), "
+            "fp32, bf16 autocast (CPU or CUDA) or fp16 autocast with loss scaling (CUDA)",
         )
         g.add_argument(
             "--workers", type=int, default=None, help="DataLoader worker processes (runtime.num_workers)"
