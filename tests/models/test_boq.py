@@ -43,10 +43,14 @@ def test_boq_dimensions_and_errors() -> None:
     agg = BoQ(1024, 16384)
     assert (agg.proj_channels, agg.row_dim, agg.out_dim) == (512, 32, 16384)
     assert agg.boqs[0].encoder.self_attn.num_heads == 8
-    out = agg.eval()(torch.randn(2, 1024, 5, 7))  # any spatial size
+    x = torch.randn(2, 1024, 5, 7)  # any spatial size
+    out = agg.eval()(x)
     assert out.shape == (2, 16384)
     torch.testing.assert_close(out.norm(dim=1), torch.ones(2))
-    assert [a.shape for a in agg.attentions()] == [(2, 64, 35)] * 2
+    same, attns = agg.forward_with_attention(x)
+    torch.testing.assert_close(same, out)
+    assert [a.shape for a in attns] == [(2, 64, 35)] * 2
+    torch.testing.assert_close(attns[0].sum(-1), torch.ones(2, 64))  # softmax over tokens
     with pytest.raises(ValueError, match="multiple of the projection width 512"):
         BoQ(1024, 1000)
     with pytest.raises(ValueError, match="needs its out_dim"):

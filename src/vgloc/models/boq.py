@@ -66,8 +66,9 @@ class BoQBlock(nn.Module):
 
     Shape:
         - Input: ``(B, N, P)`` tokens
-        - Output: ``((B, N, P), (B, Q, P))``: the encoded tokens (the next block's input)
-          and the queries' outputs
+        - Output: ``((B, N, P), (B, Q, P), (B, Q, N) or None)``: the encoded tokens (the
+          next block's input), the queries' outputs and, with ``need_weights``, the
+          cross-attention (averaged over heads, as the authors return it)
     """
 
     def __init__(self, dim: int, num_queries: int, heads: int) -> None:
@@ -83,16 +84,14 @@ class BoQBlock(nn.Module):
         self.norm_q = nn.LayerNorm(dim)
         self.cross_attn = nn.MultiheadAttention(dim, num_heads=heads, batch_first=True)
         self.norm_out = nn.LayerNorm(dim)
-        # Attention of the last forward pass (B, Q, N), for visualisation; not a buffer.
-        self.last_attention: Tensor | None = None
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
         x = self.encoder(x)
         q = self.queries.expand(x.shape[0], -1, -1)
         q = self.norm_q(q + self.self_attn(q, q, q, need_weights=False)[0])
-        out, attn = self.cross_attn(q, x, x)
-        self.last_attention = attn.detach() if attn is not None else None
-        return x, self.norm_out(out)
+        # Attention weights only on request: computing them disables the fused kernels.
+        out, attn = self.cross_attn(q, x, x, need_weights=need_weights)
+        return x, self.norm_out(out), attn
 
 
 class BoQ(Aggregator):
@@ -142,23 +141,26 @@ class BoQ(Aggregator):
         self.fc = nn.Linear(num_layers * num_queries, self.row_dim)
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.forward_with_attention(x, need_weights=False)[0]
+
+    def forward_with_attention(self, x: Tensor, need_weights: bool = True) -> tuple[Tensor, list[Tensor]]:
+        """The descriptor and the blocks' cross-attention maps (the authors' forward).
+
+        Shape:
+            - x: ``(B, C, H, W)``
+            - Output: ``((B, D), [(B, Q, H*W)] * num_layers)`` (an empty list without
+              ``need_weights``)
+        """
         self._check(x)
         x = self.norm_input(self.proj_c(x).flatten(2).transpose(1, 2))  # (B, HW, P)
-        outs = []
+        outs, attns = [], []
         for block in self.boqs:
-            x, out = block(x)
+            x, out, attn = block(x, need_weights)
             outs.append(out)
+            if attn is not None:
+                attns.append(attn.detach())
         rows = self.fc(torch.cat(outs, dim=1).transpose(1, 2))  # (B, P, D / P)
-        return F.normalize(rows.flatten(1), p=2, dim=-1)
-
-    def attentions(self) -> list[Tensor]:
-        """Cross-attention maps of the last forward pass, one ``(B, Q, H*W)`` per block."""
-        out: list[Tensor] = []
-        for block in self.boqs:
-            attn = block.last_attention
-            if isinstance(attn, Tensor):
-                out.append(attn)
-        return out
+        return F.normalize(rows.flatten(1), p=2, dim=-1), attns
 
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}, proj_channels={self.proj_channels}, out_dim={self.out_dim}"
