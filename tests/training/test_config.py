@@ -68,7 +68,7 @@ def test_cosplace_defaults_follow_cosplace() -> None:
 def test_every_preset_entry_names_its_source() -> None:
     for method, preset in METHOD_PRESETS.items():
         for key, (_value, source) in preset.items():
-            assert source.split()[0] in ("VGB", "CP"), f"{method} {key}: source {source!r}"
+            assert source.split()[0] in ("VGB", "CP", "GC", "GE"), f"{method} {key}: source {source!r}"
             TrainConfig().get(key)  # the key exists
 
 

@@ -44,9 +44,12 @@ class GeoCellConfig:
 
 #: Values where geo-cell training differs from the shared (VG-benchmark) defaults.
 GEOCELL_PRESET: dict[str, tuple[Any, str]] = {
-    "model.spec": ("resnet18+gem+fc512", "vgloc (the CosPlace network; PlaNet used Inception, GE ResNet50)"),
-    "data.image_size": ((224, 224), "GeoEstimation / GeoCLIP 224x224 crops"),
-    "schedule.select_metric": ("R@1", "vgloc (validation by retrieval, as the other methods)"),
+    "model.spec": (
+        "resnet18+gem+fc512",
+        "CP parser.py (ResNet18, fc_output_dim 512: the CosPlace network; PlaNet used Inception, GE ResNet50)",
+    ),
+    "data.image_size": ((224, 224), "GC train/dataloader.py:11-31 (224x224 crops)"),
+    "schedule.select_metric": ("R@1", "CP train.py:154-176 (best model by val R@1, as CosPlace)"),
 }
 
 
