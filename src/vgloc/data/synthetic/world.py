@@ -1,0 +1,146 @@
+"""A synthetic world: several synthetic cities on different continents, one dataset.
+
+Each place is a :func:`~vgloc.data.synthetic.generate_city` city with its own seed
+(its own street plan, facades and colours) anchored at a real city's coordinates,
+plus a per-city colour grade (per-channel gains and offsets, drawn from the seed) on
+every image, so that the cities differ in a learnable, global way as regions of the
+world do (the study's "distinct styles"; architecture and vegetation differences are
+only those of the seeds). The database and day queries of every city are merged
+into the usual layout, file names keeping their coordinates::
+
+    out/
+      world.json                  places, styles, counts; written LAST (completeness marker)
+      images/{train,val,test}/{database,queries}/@...@.jpg
+      _cities/<place>/            the full city datasets (reused on the next call)
+
+The merged sets span several UTM zones, so they load as world-wide sets
+(``frame=None``; distances on the sphere), and ``vgloc eval`` / ``vgloc train``
+read them like any dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vgloc.data.synthetic.citymap import SPLITS, CitySize, resolve_size
+from vgloc.data.synthetic.generate import generate_city
+from vgloc.data.synthetic.render import DEFAULT_IMAGE_SIZE
+from vgloc.io import atomic_path, write_json_atomic
+
+__all__ = ["WORLD_FOLDERS", "WORLD_PLACES", "generate_world"]
+
+#: (name, latitude, longitude) of the default places: six continents.
+WORLD_PLACES: tuple[tuple[str, float, float], ...] = (
+    ("paris", 48.8566, 2.3522),
+    ("new_york", 40.7128, -74.0060),
+    ("sydney", -33.8688, 151.2093),
+    ("nairobi", -1.2921, 36.8219),
+    ("tokyo", 35.6762, 139.6503),
+    ("sao_paulo", -23.5505, -46.6333),
+)
+#: The folders merged from each city.
+WORLD_FOLDERS = ("database", "queries")
+_MARKER = ".vgloc_world_incomplete.json"
+
+
+def _style(seed: int, index: int) -> dict[str, list[float]]:
+    """The colour grade of city ``index``: per-channel gains in [0.7, 1.3] and offsets in [-20, 20]."""
+    rng = np.random.default_rng([seed, 7331, index])
+    return {
+        "gain": rng.uniform(0.7, 1.3, 3).round(3).tolist(),
+        "offset": rng.uniform(-20, 20, 3).round(1).tolist(),
+    }
+
+
+def _grade(src: Path, dst: Path, style: dict[str, list[float]]) -> None:
+    with Image.open(src) as im:
+        arr = np.asarray(im.convert("RGB"), dtype=np.float32)
+    out = np.clip(arr * np.asarray(style["gain"]) + np.asarray(style["offset"]), 0, 255).astype(np.uint8)
+    with atomic_path(dst) as tmp, open(tmp, "wb") as fh:
+        Image.fromarray(out).save(fh, format="JPEG", quality=92)
+
+
+def generate_world(
+    out_dir: str | os.PathLike[str],
+    size: str | CitySize = "tiny",
+    seed: int = 0,
+    *,
+    places: Sequence[tuple[str, float, float]] = WORLD_PLACES,
+    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+    progress: bool = True,
+    workers: int | None = None,
+) -> Path:
+    """Generate (or reuse) a synthetic world dataset (module docstring).
+
+    Args:
+        out_dir: the dataset root.
+        size: the size of every city (``tiny`` ... ``large`` or a :class:`CitySize`).
+        seed: city ``i`` uses seed ``seed + 1000 i``; the colour grades derive from it too.
+        places: (name, lat, lon) of each city (distinct names, at least two places).
+        image_size: (height, width) of the views.
+        progress, workers: as :func:`generate_city`.
+
+    Returns:
+        The dataset root.
+
+    Raises:
+        ValueError: fewer than two places or repeated names.
+        FileExistsError: ``out_dir`` holds something that is not a synthetic world.
+    """
+    names = [p[0] for p in places]
+    if len(places) < 2 or len(set(names)) != len(names):
+        raise ValueError(f"a world needs two or more places with distinct names, got {names}")
+    size_name, city_size = resolve_size(size)
+    out = Path(out_dir)
+    params = {
+        "size": size_name,
+        "city_size": city_size.to_dict(),
+        "seed": int(seed),
+        "places": [list(p) for p in places],
+        "image_size": list(image_size),
+        "styles": {name: _style(seed, i) for i, name in enumerate(names)},
+    }
+    done = out / "world.json"
+    if done.exists() and json.loads(done.read_text()).get("params") == params:
+        return out
+    if out.exists() and any(out.iterdir()) and not (done.exists() or (out / _MARKER).exists()):
+        raise FileExistsError(f"{out} is not empty and is not a synthetic world; choose another folder")
+    out.mkdir(parents=True, exist_ok=True)
+    done.unlink(missing_ok=True)
+    write_json_atomic(out / _MARKER, params)
+    shutil.rmtree(out / "images", ignore_errors=True)  # merged files of other parameters
+    counts: dict[str, dict[str, int]] = {}
+    for i, (name, lat, lon) in enumerate(places):
+        city = generate_city(
+            out / "_cities" / name,
+            city_size,
+            seed + 1000 * i,
+            anchor=(float(lat), float(lon)),
+            image_size=image_size,
+            progress=progress,
+            workers=workers,
+        )
+        for split in SPLITS:
+            for folder in WORLD_FOLDERS:
+                src_dir = city / "images" / split / folder
+                dst_dir = out / "images" / split / folder
+                dst_dir.mkdir(parents=True, exist_ok=True)
+                files = sorted(src_dir.glob("*.jpg"))
+                for f in files:
+                    if (dst_dir / f.name).exists():
+                        raise FileExistsError(
+                            f"two cities wrote {f.name}; give the places distinct coordinates"
+                        )
+                    _grade(f, dst_dir / f.name, params["styles"][name])  # type: ignore[index]
+                key = f"{split}/{folder}"
+                counts.setdefault(key, {})[name] = len(files)
+    write_json_atomic(done, {"params": params, "counts": counts})
+    (out / _MARKER).unlink(missing_ok=True)
+    return out
