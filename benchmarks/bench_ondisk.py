@@ -11,7 +11,7 @@ a warm file count in the mapped process's RSS only when touched.
 
 Example (what BENCHMARKS.md reports)::
 
-    nice python benchmarks/bench_ondisk.py --n 300000 --repeats 3 \\
+    nice python benchmarks/bench_ondisk.py --n 200000 --repeats 2 --index-dir /tmp/bench-ondisk \\
         --out benchmarks/results/ondisk.json
 """
 
@@ -84,15 +84,16 @@ def _reset_peak_rss() -> int:
     return _status_kib("VmRSS")
 
 
-def child(root: Path, on_disk: bool, k: int, batch: int) -> dict[str, Any]:
+def child(root: Path, on_disk: bool, k: int, batch: int, num_queries: int) -> dict[str, Any]:
     """Load and search in this (fresh) process; print one JSON line."""
     import faiss
 
     from vgloc.index import GeoIndex
 
     faiss.omp_set_num_threads(1)
-    queries = np.load(root.parent / "queries.npy")
+    queries = np.load(root.parent / "queries.npy")[:num_queries]
     base = _reset_peak_rss()
+    base_anon = _status_kib("RssAnon")
     t0 = time.perf_counter()
     gi = GeoIndex.load(root, on_disk=on_disk, verify_checksums=False)
     t_load = time.perf_counter() - t0
@@ -104,7 +105,11 @@ def child(root: Path, on_disk: bool, k: int, batch: int) -> dict[str, Any]:
     peak = _status_kib("VmHWM")
     return {
         "on_disk": on_disk,
+        "queries": len(queries),
         "peak_rss_above_imports_mib": (peak - base) / 1024,
+        # Private memory vs. pages of mapped files (which the kernel can drop under pressure).
+        "rss_anon_after_mib": (_status_kib("RssAnon") - base_anon) / 1024,
+        "rss_file_after_mib": _status_kib("RssFile") / 1024,
         "rss_after_mib": _status_kib("VmRSS") / 1024,
         "load_s": t_load,
         "ms_per_query": 1000 * t_search / len(queries),
@@ -120,54 +125,65 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="alternating in-RAM / on-disk runs each")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--batch", type=int, default=100, help="queries per search call")
+    ap.add_argument("--queries", type=int, default=1000, help="queries searched per process (<= 1000)")
     ap.add_argument(
-        "--workdir", type=Path, default=None, help="where to write the index (default: a temp dir)"
+        "--index-dir",
+        type=Path,
+        default=None,
+        help="keep the built index here and reuse it (default: a temp dir)",
     )
     ap.add_argument("--out", type=Path, default=None, help="results JSON")
     ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--on-disk", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child is not None:
-        print(json.dumps(child(args.child, bool(args.on_disk), args.k, args.batch)))
+        print(json.dumps(child(args.child, bool(args.on_disk), args.k, args.batch, args.queries)))
         return
 
     sys.path.insert(0, str(Path(__file__).parent))
     from _machine import command_line, describe_machine, machine_info, write_results
 
-    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        root = Path(tmp) / "bench.idx"
-        build(root, args.n, args.factory)
+    from vgloc.index import GeoIndex
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = (args.index_dir or Path(tmp)) / "bench.idx"
+        if not (root / "metadata.json").is_file():
+            root.parent.mkdir(parents=True, exist_ok=True)
+            build(root, args.n, args.factory)
+        meta = GeoIndex.read_metadata(root)
+        n, factory = meta.num_images, meta.faiss_factory
         rows: list[dict[str, Any]] = []
         for rep in range(args.repeats):
             for on_disk in (False, True):  # interleaved: the same load on both
                 cmd = [sys.executable, __file__, "--child", str(root), "--on-disk", str(int(on_disk))]
-                cmd += ["--k", str(args.k), "--batch", str(args.batch)]
+                cmd += ["--k", str(args.k), "--batch", str(args.batch), "--queries", str(args.queries)]
                 out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
                 row = json.loads(out.strip().splitlines()[-1]) | {"repeat": rep}
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr)
     machine = machine_info()
+    keys = ("peak_rss_above_imports_mib", "rss_anon_after_mib", "rss_file_after_mib")
     summary = {}
     for mode in (False, True):
         sel = [r for r in rows if r["on_disk"] == mode]
-        summary["on_disk" if mode else "in_ram"] = {
-            "peak_rss_above_imports_mib_max": max(r["peak_rss_above_imports_mib"] for r in sel),
-            "rss_after_mib_max": max(r["rss_after_mib"] for r in sel),
+        summary["on disk (mapped)" if mode else "in RAM"] = {
+            **{f"{key}_max": max(r[key] for r in sel) for key in keys},
             "ms_per_query_median": float(np.median([r["ms_per_query"] for r in sel])),
             "load_s_median": float(np.median([r["load_s"] for r in sel])),
         }
     same = len({r["ids_sha"] for r in rows}) == 1
     print(describe_machine(machine))
     print(
-        f"N={args.n} D={DIM} factory={args.factory} index files {rows[0]['data_mib']:.0f} MiB; identical ids: {same}"
+        f"N={n} D={DIM} {factory}, index files {rows[0]['data_mib']:.0f} MiB, {args.queries} queries; identical ids: {same}"
     )
-    print(f"| mode | peak RSS above imports (MiB) | load (s) | search (ms/query, batches of {args.batch}) |")
-    print("|---|---|---|---|")
-    for name, s in summary.items():
-        print(
-            f"| {name} | {s['peak_rss_above_imports_mib_max']:.0f} | {s['load_s_median']:.2f} | "
-            f"{s['ms_per_query_median']:.2f} |"
-        )
+    print(
+        "| mode | peak RSS above imports (MiB) | private RSS added (MiB) | mapped-file RSS after search (MiB) "
+        f"| load (s) | search (ms/query, batches of {args.batch}) |"
+    )
+    print("|---|---|---|---|---|---|")
+    for name, v in summary.items():
+        cells = " | ".join(f"{v[f'{key}_max']:.0f}" for key in keys)
+        print(f"| {name} | {cells} | {v['load_s_median']:.2f} | {v['ms_per_query_median']:.2f} |")
     write_results(
         args.out, command=command_line(), machine=machine, rows=rows, summary=summary, identical=same
     )

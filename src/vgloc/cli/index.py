@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from vgloc.cli.command import Command, register
 from vgloc.cli.options import (
@@ -15,9 +15,12 @@ from vgloc.cli.options import (
     extraction_options,
 )
 
+if TYPE_CHECKING:
+    from vgloc.scale_out import RankInfo
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """``vgloc index ACTION``: one nested sub-command per action (``build``, ``add``)."""
+    """``vgloc index ACTION``: one nested sub-command per action (``build``, ``add``, ``merge``)."""
     actions = p.add_subparsers(dest="index_command", metavar="ACTION", required=True)
     b = actions.add_parser(
         "build",
@@ -137,7 +140,7 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_shard(args: argparse.Namespace, rank: Any) -> int:
+def _run_shard(args: argparse.Namespace, rank: RankInfo) -> int:
     """Describe this rank's shard; with ``--out``, wait for every rank and merge on rank 0."""
     from vgloc.scale_out import build_shard, wait_for_ranks
 
