@@ -34,13 +34,14 @@ def test_boq_resnet50_entry() -> None:
     assert str(ModelSpec.parse(entry.spec)) == entry.spec
     assert entry.preprocessing.image_size == (384, 384)
     assert entry.url is not None and entry.url.endswith(entry.filename)
+    assert GeoLocalizationModel(entry.spec).descriptor_dim == entry.descriptor_dim == 16384
     # Only the backbone prefix changes.
     sd = {"backbone.net.6.0.conv1.weight": torch.zeros(1), "aggregator.fc.bias": torch.zeros(1)}
     assert set(convert_boq_resnet50_keys(sd)) == {"backbone.6.0.conv1.weight", "aggregator.fc.bias"}
 
 
 def test_boq_dimensions_and_errors() -> None:
-    agg = BoQ(1024, 16384)
+    agg = BoQ(1024)
     assert (agg.proj_channels, agg.row_dim, agg.out_dim) == (512, 32, 16384)
     assert agg.boqs[0].encoder.self_attn.num_heads == 8
     x = torch.randn(2, 1024, 5, 7)  # any spatial size
@@ -51,16 +52,16 @@ def test_boq_dimensions_and_errors() -> None:
     torch.testing.assert_close(same, out)
     assert [a.shape for a in attns] == [(2, 64, 35)] * 2
     torch.testing.assert_close(attns[0].sum(-1), torch.ones(2, 64))  # softmax over tokens
-    with pytest.raises(ValueError, match="multiple of the projection width 512"):
-        BoQ(1024, 1000)
-    with pytest.raises(ValueError, match="needs its out_dim"):
-        ModelSpec.parse("resnet50.conv4+boq")
+    assert str(ModelSpec.parse("resnet50.conv4+boq")) == "resnet50.conv4+boq32"
+    assert BoQ(64, 4).out_dim == 32 * 4 and BoQ(64, 4).boqs[0].encoder.self_attn.num_heads == 1
+    with pytest.raises(ValueError, match="must be positive"):
+        BoQ(1, 32)
     with pytest.raises(ValueError, match="expects a"):
         agg(torch.randn(1, 512, 4, 4))
 
 
 def test_boq_trains_with_frozen_early_layers() -> None:
-    check_trains("tiny+boq512", size=32)
+    check_trains("tiny+boq32", size=32)
 
 
 @pytest.mark.parametrize(
@@ -80,10 +81,10 @@ def test_boq_dinov2_matches_authors_forward(rule: str) -> None:
 
 def test_boq_dinov2_entry_and_backbone_skips_final_norm() -> None:
     entry = PUBLISHED_MODELS.get("boq-dinov2")
-    assert entry.spec == "dinov2_vitb14_nonorm+boq12288" and entry.descriptor_dim == 12288
+    assert entry.spec == "dinov2_vitb14_nonorm+boq32" and entry.descriptor_dim == 12288
     assert entry.preprocessing.image_size == (322, 322) and entry.preprocessing.multiple_of == 14
     torch.manual_seed(0)
-    model = GeoLocalizationModel("dinov2_vits14_nonorm+boq768").eval()
+    model = GeoLocalizationModel("dinov2_vits14_nonorm+boq4").eval()
     bb = model.backbone
     assert isinstance(bb, DinoV2NoNorm) and bb.trainable_blocks == 2
     x = torch.randn(1, 3, 28, 42)
@@ -95,11 +96,11 @@ def test_boq_dinov2_entry_and_backbone_skips_final_norm() -> None:
             tokens = blk(tokens)
         torch.testing.assert_close(fmap, tokens[:, 1:].reshape(1, 2, 3, -1).permute(0, 3, 1, 2))
         assert not torch.allclose(fmap, bb.norm(tokens)[:, 1:].reshape(1, 2, 3, -1).permute(0, 3, 1, 2))
-        assert model(x).shape == (1, 768)
+        assert model(x).shape == (1, 192 * 4)
 
 
 @pytest.mark.slow
 def test_boq_dinov2_trains_last_two_blocks() -> None:
-    model = check_trains("dinov2_vits14_nonorm+boq768", size=28)
+    model = check_trains("dinov2_vits14_nonorm+boq4", size=28)
     trainable = {n.split(".")[1] for n, p in model.backbone.named_parameters() if p.requires_grad}
     assert trainable == {"10", "11"}  # blocks.10, blocks.11; embeddings and the unused norm frozen

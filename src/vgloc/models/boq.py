@@ -3,17 +3,19 @@
 Source: amaralibey/Bag-of-Queries @1a4965ea7d, ``src/boq.py`` (the aggregator) and
 ``hubconf.py`` (the released models); /work/shared/PROTOCOLS.md section 7.
 
-Registered aggregator ``boq{D}``: a 3x3 conv projects the ``C`` input channels to
+Registered aggregator ``boq{R}`` (default ``boq32``): a 3x3 conv projects the ``C`` input channels to
 ``P = C // 2`` channels (1024 -> 512 after ResNet-50's layer3, 768 -> 384 for DINOv2
 ViT-B/14: the authors' two released configurations), then LayerNorm, then 2 BoQ blocks
 with 64 learned queries each. Every block is a post-norm ``TransformerEncoderLayer``
 (``P // 64`` heads, FFN ``4P``, ReLU, no dropout) over the feature tokens, plus
 self-attention of its queries (residual + LayerNorm) and cross-attention of the
 queries to the tokens (+ LayerNorm). The 2 x 64 query outputs are concatenated and a
-``Linear(128, D / P)`` mixes them into ``D / P`` rows; the ``(P, D / P)`` matrix is
-flattened channel-major and L2-normalised. ``D`` is the descriptor length, as in the
-authors' ``get_trained_boq(backbone, output_dim)``: ``resnet50.conv4+boq16384`` and
-``dinov2_vitb14+boq12288`` are the released models.
+``Linear(128, R)`` mixes them into ``R`` rows; the ``(P, R)`` matrix is flattened
+channel-major and L2-normalised: a ``D = P * R`` descriptor. The authors'
+``get_trained_boq(backbone, output_dim)`` sets ``R = output_dim / P``; both released
+models use ``R = 32`` (``resnet50.conv4+boq32``: 16384-d, ``dinov2_vitb14_nonorm+boq32``:
+12288-d). The spec number is ``R``, not ``D``, so that ``boq`` has a default that fits
+every backbone.
 
 Parameter names are the authors' (``proj_c``, ``norm_input``, ``boqs.N.encoder``,
 ``boqs.N.queries``, ``fc`` ...), so their checkpoints load by a prefix rename.
@@ -24,13 +26,14 @@ LayerNorm (its ``dino.norm`` weights are in the checkpoint but unused) and train
 (:class:`DinoV2NoNorm`).
 
 Published entries (:data:`vgloc.registry.PUBLISHED_MODELS`): ``boq-resnet50``
-(``resnet50.conv4+boq16384``, 384x384) and ``boq-dinov2``
-(``dinov2_vitb14_nonorm+boq12288``, 322x322).
+(``resnet50.conv4+boq32``, 384x384) and ``boq-dinov2``
+(``dinov2_vitb14_nonorm+boq32``, 322x322).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -99,42 +102,40 @@ class BoQ(Aggregator):
 
     Args:
         in_channels: Backbone channels ``C``.
-        out_dim: Descriptor length ``D``; must be a multiple of ``proj_channels``.
+        rows: Output rows ``R`` (32 in the released models); the descriptor has
+            ``D = P * R`` entries.
         proj_channels: ``P``; ``None`` means ``C // 2`` (the released models' choice).
         num_queries: Learned queries per block (64 in the released models).
         num_layers: BoQ blocks (2).
 
     Shape:
         - Input: ``(B, C, H, W)`` (any H, W)
-        - Output: ``(B, D)``, L2-normalised
+        - Output: ``(B, P * R)``, L2-normalised
 
     Raises:
-        ValueError: ``out_dim`` is not a multiple of ``P``, or ``P`` is not divisible by
-            its head count.
+        ValueError: ``rows`` or ``P`` is not positive, or ``P`` is not divisible by its
+            head count.
     """
 
     def __init__(
         self,
         in_channels: int,
-        out_dim: int,
+        rows: int = 32,
         proj_channels: int | None = None,
         num_queries: int = 64,
         num_layers: int = 2,
     ) -> None:
         super().__init__(in_channels)
         proj = int(proj_channels) if proj_channels is not None else self.in_channels // 2
-        if proj <= 0 or out_dim <= 0 or out_dim % proj:
-            raise ValueError(
-                f"boq{out_dim}: the descriptor length must be a positive multiple of the "
-                f"projection width {proj} (in_channels {self.in_channels} // 2), e.g. boq{32 * proj}"
-            )
+        if proj <= 0 or rows <= 0:
+            raise ValueError(f"boq: rows ({rows}) and the projection width ({proj}) must be positive")
         # The authors use P // 64 heads; at least one so that narrow test backbones work.
         heads = max(1, proj // 64)
         if proj % heads:
             raise ValueError(f"boq: projection width {proj} is not divisible by its {heads} heads")
         self.proj_channels = proj
-        self.row_dim = out_dim // proj
-        self.out_dim = int(out_dim)
+        self.row_dim = int(rows)
+        self.out_dim = proj * self.row_dim
         self.proj_c = nn.Conv2d(self.in_channels, proj, kernel_size=3, padding=1)
         self.norm_input = nn.LayerNorm(proj)
         self.boqs = nn.ModuleList([BoQBlock(proj, num_queries, heads) for _ in range(num_layers)])
@@ -168,11 +169,11 @@ class BoQ(Aggregator):
 
 AGGREGATORS.register(
     "boq",
-    lambda c, d: BoQ(c, d),
-    arg="out_dim",
-    arg_default=None,
+    lambda c, r: BoQ(c, r),
+    arg="rows",
+    arg_default=32,
     dim="D",
-    description="Bag-of-Queries (BoQ, CVPR 2024): conv3x3 C->C/2, 2 blocks x 64 queries; e.g. boq16384",
+    description="Bag-of-Queries (BoQ, CVPR 2024): conv3x3 C->C/2, 2 blocks x 64 queries, R rows -> D = C/2*R; e.g. boq32",
 )
 
 
@@ -182,7 +183,7 @@ def _rename_prefix(sd: Mapping[str, Tensor], old: str, new: str) -> dict[str, Te
 
 
 def convert_boq_resnet50_keys(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Authors' ``resnet50_16384.pth`` keys -> ``resnet50.conv4+boq16384`` keys.
+    """Authors' ``resnet50_16384.pth`` keys -> ``resnet50.conv4+boq32`` keys.
 
     The authors' backbone is ``nn.Sequential(conv1, bn1, relu, maxpool, layer1..3)`` under
     ``backbone.net``; vgloc's ``resnet50.conv4`` is the same sequence under ``backbone``.
@@ -195,7 +196,7 @@ PUBLISHED_MODELS.register(
     "boq-resnet50",
     PublishedModel(
         name="boq-resnet50",
-        spec="resnet50.conv4+boq16384",
+        spec="resnet50.conv4+boq32",
         descriptor_dim=16384,
         # Authors' test size for ResNet-50 (train.py:69-79; PROTOCOLS section 7).
         preprocessing=Preprocessing(image_size=(384, 384)),
@@ -222,9 +223,14 @@ class DinoV2NoNorm(DinoV2Backbone):
           CLS token ``(B, C)``
     """
 
+    def __init__(self, vit: Any, *, name: str, trainable_blocks: int = 2) -> None:
+        super().__init__(vit, name=name, trainable_blocks=trainable_blocks)
+        # Never used in the forward pass: a trainable parameter without a gradient would
+        # trip DistributedDataParallel's defaults and "every parameter learns" checks.
+        self.norm.requires_grad_(False)
+
     def set_trainable_blocks(self, n: int) -> list[str]:
-        """As the parent, plus ``norm``: unused here, so it must not look trainable (an
-        unused trainable parameter breaks DistributedDataParallel's default settings)."""
+        """As the parent, plus ``norm`` (unused here, so it stays frozen)."""
         super().set_trainable_blocks(n)
         self.frozen.append("norm")
         return list(self.frozen)
@@ -265,7 +271,7 @@ for _arch in DINOV2_ARCHS:
 
 
 def convert_boq_dinov2_keys(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Authors' ``dinov2_12288.pth`` keys -> ``dinov2_vitb14_nonorm+boq12288`` keys.
+    """Authors' ``dinov2_12288.pth`` keys -> ``dinov2_vitb14_nonorm+boq32`` keys.
 
     BoQ wraps facebookresearch/dinov2's ViT as ``backbone.dino``; vgloc's DINOv2 backbone
     holds the same modules under ``backbone`` (``mask_token``, unused at inference, is
@@ -278,7 +284,7 @@ PUBLISHED_MODELS.register(
     "boq-dinov2",
     PublishedModel(
         name="boq-dinov2",
-        spec="dinov2_vitb14_nonorm+boq12288",
+        spec="dinov2_vitb14_nonorm+boq32",
         descriptor_dim=12288,
         # Authors' test size for DINOv2 (train.py:69-79; PROTOCOLS section 7): 322x322.
         preprocessing=DINOV2_EVAL,
