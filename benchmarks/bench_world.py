@@ -1,0 +1,105 @@
+"""World-scale accuracy on the synthetic world: 1-NN vs kNN density (sigma sweep) at 1/25/200/750/2500 km.
+
+Describes the test split once, then runs every predictor on the same top-100
+neighbours, and checks the report against a plain haversine recomputation from
+``predictions.csv``.
+
+    python benchmarks/bench_world.py --size tiny --model tiny+gem --image-size 72,96
+    python benchmarks/bench_world.py --model tiny+gem+fc64 --checkpoint RUN/best_model.pt   # a trained model
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+import vgloc
+from vgloc.data import load_split
+from vgloc.data.synthetic.world import generate_world
+from vgloc.demo import cache_dir
+from vgloc.describers import ExtractionOptions
+from vgloc.evaluation.metrics import KM_THRESHOLDS, accuracy_km_of
+from vgloc.predict import WORLD_KDE, estimate_positions
+
+
+def _haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    a = (
+        math.sin((p2 - p1) / 2) ** 2
+        + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+    )
+    return 2 * 6371.0088 * math.asin(math.sqrt(a))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default="tiny")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", default="tiny+gem")
+    ap.add_argument("--checkpoint", type=Path, default=None)
+    ap.add_argument("--image-size", default="72,96", help="H,W of the rendered views")
+    ap.add_argument("--sigmas-km", default="1,4,16,64,256,1024")
+    args = ap.parse_args()
+    hw = tuple(int(v) for v in args.image_size.split(","))
+    root = generate_world(
+        cache_dir() / "synthetic" / f"world-{args.size}-seed{args.seed}-{hw[0]}x{hw[1]}",
+        args.size,
+        args.seed,
+        image_size=(hw[0], hw[1]),
+        progress=False,
+        workers=1,
+    )
+    split = load_split(root, "test", validate=False, progress=False)
+    db, queries = split.database, split.queries["queries"]
+    with tempfile.TemporaryDirectory() as out:
+        result = vgloc.evaluate(
+            root,
+            "test",
+            args.model,
+            checkpoint=args.checkpoint,
+            domains=["queries"],
+            method="kde",  # world-wide data: WORLD_KDE, top-100 retrieved
+            options=ExtractionOptions(batch_size=32, progress=False),
+            out_dir=out,
+            report=False,
+        )
+        rows = list(csv.DictReader((Path(out) / "predictions.csv").open()))
+    d = result.domains["queries"]
+    km = [
+        _haversine_km(*(float(r[c]) for c in ("pred_lat", "pred_lon", "true_lat", "true_lon"))) for r in rows
+    ]
+    check = {t: 100.0 * float(np.mean(np.array(km) <= t)) for t in KM_THRESHOLDS}
+    reported = {t: d.metrics[f"acc@{t:g}km"] for t in KM_THRESHOLDS}
+    same = all(abs(check[t] - reported[t]) < 1e-9 for t in KM_THRESHOLDS)
+    print(f"{args.model} on {root.name}: {len(db)} database images, {len(queries)} queries")
+    print(
+        f"independent haversine check of predictions.csv vs the report (kde 4 km): {'match' if same else check}"
+    )
+    head = "| predictor | " + " | ".join(f"{t:g} km" for t in KM_THRESHOLDS) + " | median km |"
+    print(head + "\n|---|" + "---:|" * (len(KM_THRESHOLDS) + 1))
+    configs: list[tuple[str, str, dict[str, float]]] = [("1-NN (nearest)", "nearest", {})]
+    for k in (10, 30):  # fewer neighbours: the density counts fewer wrong places
+        configs.append((f"kde k={k} m=10 sigma=4 km", "kde", {"k": k, "m": WORLD_KDE.m, "sigma_km": 4.0}))
+    for s in args.sigmas_km.split(","):
+        configs.append(
+            (
+                f"kde k=100 m=10 sigma={s} km",
+                "kde",
+                {"k": WORLD_KDE.k, "m": WORLD_KDE.m, "sigma_km": float(s)},
+            )
+        )
+    for label, name, params in configs:
+        est = estimate_positions(d.similarities, d.predictions, db, name, **params)
+        err = est.errors_m(queries)
+        acc = accuracy_km_of(err)
+        med = float(np.nanmedian(err)) / 1000.0
+        print(f"| {label} | " + " | ".join(f"{acc[t]:.1f}" for t in KM_THRESHOLDS) + f" | {med:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
