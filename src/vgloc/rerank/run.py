@@ -265,6 +265,13 @@ def score_candidates(
     # Fusion is applied per K by CandidateScores.rerank, on the raw scores: the re-ranker
     # only scores. A spec string is parsed here, once, into the object used below.
     reranker = resolve_reranker(spec, cache, **reranker_options)
+    if fusion is not None and getattr(reranker, "exact_top", None) is not None:
+        if own:
+            reranker.close()
+        raise ValueError(
+            f"fusion={fusion!r} needs every candidate's score, but the re-ranker's early exit "
+            "(exact_top) leaves some unscored; use one or the other"
+        )
 
     preds = preds.astype(np.int64)
     local = np.full((q, k), np.nan)

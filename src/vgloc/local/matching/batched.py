@@ -40,12 +40,11 @@ DEFAULT_CHUNK_ELEMENTS = 2**19
 def can_match_many(matcher: SparseMatcher, query: LocalFeatures) -> bool:
     """Whether :func:`match_many` reproduces ``matcher`` for this query.
 
-    True for ``mnn`` and ``ratio`` (float or binary descriptors); the ratio test in the
-    column direction needs at least two query keypoints.
+    True for ``mnn`` and ``ratio`` (float or binary descriptors) and a query with at least
+    two keypoints.
     """
-    if isinstance(matcher, MNNMatcher):
-        return True
-    return isinstance(matcher, RatioMatcher) and len(query) >= 2
+    # One query keypoint makes numpy's product a GEMV, whose rounding the batch cannot reproduce.
+    return isinstance(matcher, (MNNMatcher, RatioMatcher)) and len(query) >= 2
 
 
 def _as_float(desc: np.ndarray) -> np.ndarray:
@@ -81,7 +80,9 @@ class QueryDescriptors(NamedTuple):
 
     Attributes:
         features: the query's features (N0 keypoints).
-        desc: (N0, D') float32 descriptors (bits unpacked for binary ones).
+        desc: (N0, D') float32 descriptors (bits unpacked for binary ones) times -2: the
+            GEMM then yields ``-2 a.b`` directly, bit for bit (scaling by a power of two is
+            exact), which saves a pass over the distances.
         sqnorm: (N0,) float32 squared norms (numpy's summation, as the per-pair path).
         squared: whether distances are squared Euclidean (float descriptors) or Hamming.
     """
@@ -95,15 +96,15 @@ class QueryDescriptors(NamedTuple):
 def prepare_query(query: LocalFeatures) -> QueryDescriptors:
     """The query's float descriptors and squared norms, computed once for all chunks."""
     a = _as_float(query.descriptors)
-    return QueryDescriptors(query, a, (a * a).sum(1), not query.binary)
+    return QueryDescriptors(query, a * np.float32(-2.0), (a * a).sum(1), not query.binary)
 
 
 def _distances(q: QueryDescriptors, candidates: Sequence[LocalFeatures], device: Any) -> Any:
     """(N0, C, W) distances of the query to the chunk's candidates, padding rows at +inf.
 
     The arithmetic of :func:`~vgloc.local.matching.nearest.descriptor_distances`, in its
-    order: ``a . b`` (one GEMM), times -2, plus the query's squared norm, plus the
-    candidate's, clipped at 0. The layout puts each query keypoint's distances to one
+    order: ``a . b`` (one GEMM) times -2, plus the query's squared norm, plus the
+    candidate's; NOT yet clipped at 0 (see :func:`_clip_min`). The layout puts each query keypoint's distances to one
     candidate's keypoints contiguously (the nearest-neighbour search is a contiguous
     reduction), and the search over query keypoints is an element-wise min of rows.
     """
@@ -117,26 +118,42 @@ def _distances(q: QueryDescriptors, candidates: Sequence[LocalFeatures], device:
     n0 = len(q.desc)
     if device is None:
         dist = q.desc @ pad.reshape(-1, q.desc.shape[1]).T
-        dist *= -2.0
         dist += q.sqnorm[:, None]
         dist += nb.reshape(1, -1)
-        np.maximum(dist, 0.0, out=dist)
         return dist.reshape(n0, len(bs), width)
     import torch
 
     ta = torch.from_numpy(q.desc).to(device)
     tb = torch.from_numpy(pad.reshape(-1, q.desc.shape[1])).to(device)
     tdist = (ta @ tb.T).view(n0, len(bs), width)
-    tdist.mul_(-2.0).add_(torch.from_numpy(q.sqnorm).to(device)[:, None, None])
-    tdist.add_(torch.from_numpy(nb).to(device)[None]).clamp_min_(0.0)
+    tdist.add_(torch.from_numpy(q.sqnorm).to(device)[:, None, None])
+    tdist.add_(torch.from_numpy(nb).to(device)[None])
     return tdist
+
+
+def _clip_min(dist: Any) -> np.ndarray:
+    """Clip the distances at 0 as the per-pair path does, and return the (C, W) min over axis 0.
+
+    Rounding makes a distance negative only for (nearly) identical descriptors, so the
+    clip pass is run only when the minimum (needed anyway) shows a negative value.
+    """
+    col_min = _np(dist.min(0) if isinstance(dist, np.ndarray) else dist.amin(0))
+    if (col_min < 0).any():
+        if isinstance(dist, np.ndarray):
+            np.maximum(dist, 0.0, out=dist)
+        else:
+            dist.clamp_min_(0.0)
+        col_min = np.maximum(col_min, np.float32(0.0))
+    return col_min
 
 
 def _np(x: Any) -> np.ndarray:
     return x if isinstance(x, np.ndarray) else x.cpu().numpy()
 
 
-def _mutual(dist: Any, max_distance: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _mutual(
+    dist: Any, col_min: np.ndarray, max_distance: float | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mutual nearest neighbours in (N0, C, W) distances, as ``mutual_nearest_neighbours`` per candidate.
 
     Returns:
@@ -147,7 +164,7 @@ def _mutual(dist: Any, max_distance: float | None) -> tuple[np.ndarray, np.ndarr
     # Row-wise argmin and the min over rows (axis 0) are contiguous, fast reductions; an
     # argmin over axis 0 is not (numpy: a strided loop ~5x slower), so it is avoided.
     fwd_x = dist.argmin(2)
-    fwd, col_min = _np(fwd_x), _np(dist.min(0) if isinstance(dist, np.ndarray) else dist.amin(0))
+    fwd = _np(fwd_x)
     n0, c = fwd.shape
     cols = np.arange(c)[None, :]
     d1 = _np(
@@ -221,19 +238,31 @@ def match_chunk(
         )
     if any(c.binary != query.features.binary for c in candidates):
         raise ValueError("cannot match binary and float descriptors")
-    empty = MatchResult(np.zeros((0, 2), np.int64), np.zeros(0, np.float32))
-    if len(query.desc) == 0 or not candidates:
-        return [empty] * len(candidates)
+    # A candidate with one keypoint (numpy computes that product as a GEMV, rounded
+    # differently) or none is matched by the per-pair matcher itself.
+    batch = [c for c in candidates if len(c) >= 2]
+    if len(batch) < len(candidates):
+        it = iter(_match_batch(matcher, query, batch, device) if batch else [])
+        return [next(it) if len(c) >= 2 else matcher.match(query.features, c) for c in candidates]
+    return _match_batch(matcher, query, candidates, device)
+
+
+def _match_batch(
+    matcher: SparseMatcher, query: QueryDescriptors, candidates: Sequence[LocalFeatures], device: Any
+) -> list[MatchResult]:
     dist = _distances(query, candidates, device)
+    col_min = _clip_min(dist)
     if isinstance(matcher, MNNMatcher):
         limit = matcher.max_distance
-        keep, fwd, d1 = _mutual(dist, None if limit is None else limit**2 if query.squared else limit)
+        keep, fwd, d1 = _mutual(
+            dist, col_min, None if limit is None else limit**2 if query.squared else limit
+        )
     else:
         assert isinstance(matcher, RatioMatcher)
         r = matcher.ratio**2 if query.squared else matcher.ratio
         row = _ratio_pass(*_two_smallest(dist, 2), r)  # (N0, C)
         if matcher.mutual:
-            keep, fwd, d1 = _mutual(dist, None)
+            keep, fwd, d1 = _mutual(dist, col_min, None)
             col = _ratio_pass(*_two_smallest(dist, 0), r)  # (C, W)
             keep &= row & col[np.arange(col.shape[0])[None, :], fwd]
         else:
@@ -241,10 +270,7 @@ def match_chunk(
             d1 = _np(dist.min(2) if isinstance(dist, np.ndarray) else dist.amin(2))
             keep = row
     results = []
-    for j, cand in enumerate(candidates):
-        if len(cand) == 0:
-            results.append(empty)
-            continue
+    for j in range(len(candidates)):
         i = np.flatnonzero(keep[:, j])
         d = d1[i, j].astype(np.float32)
         pairs = np.stack([i, fwd[i, j]], axis=1).astype(np.int64)
