@@ -16,9 +16,24 @@ import torch.nn.functional as F
 
 from vgloc.models import create_model, freeze_early_layers, list_models
 from vgloc.models.aggregators import CRN, GeM, NetVLAD, gem
-from vgloc.registry import AGGREGATORS
+from vgloc.registry import AGGREGATORS, BACKBONES
 
 _BACKBONES = [r.name for r in list_models() if r.kind == "backbone"]
+# Aggregators reading the CLS token (SALAD, MegaLoc, CricaVPR) pair only with ViT backbones.
+_NEEDS_CLS = {a for a in AGGREGATORS.names() if AGGREGATORS.metadata(a).get("needs_cls_token")}
+# ViTs larger than ViT-S/14 repeat its code path (wider/deeper): slow runs only, and
+# ViT-L/G (0.3-1.1B parameters) once each (GeM + fc), not with every aggregator.
+_HUGE = ("dinov2_vitl14", "dinov2_vitg14")
+
+
+def _arch(bb: str) -> str:
+    return bb.split(".")[0]
+
+
+def _big_vit(bb: str) -> bool:
+    return bb.startswith("dinov2_vit") and not bb.startswith("dinov2_vits14")
+
+
 _LIGHT = {"tiny", "resnet18", "resnet18.conv4"}
 # Deeper copies of ResNet-50's code path (same blocks, more of them): slow runs only.
 _DEEP = {"resnet101", "resnet152"}
@@ -32,20 +47,26 @@ def _cases() -> list[object]:
     cases = []
     for bb in _BACKBONES:
         for agg in AGGREGATORS.names():
+            if agg in _NEEDS_CLS and not BACKBONES.metadata(_arch(bb)).get("cls_token"):
+                continue  # rejected at build time (tests/models/test_dinov2.py)
             for head in ("fc16", "none"):
+                if bb.startswith(_HUGE) and (agg, head) != ("gem", "fc16"):
+                    continue
                 spec = f"{bb}+{_AGG_TOKEN.get(agg, agg)}+{head}"
                 if bb in _LIGHT:
                     fast = head == "fc16" or bb == "tiny"
                 else:  # heavy: once each, and conv4 only where a published model uses it
                     main_cut = "." not in bb or bb == "resnet50.conv4"
-                    fast = agg == "gem" and head == "fc16" and main_cut and bb not in _DEEP
+                    fast = (
+                        agg == "gem" and head == "fc16" and main_cut and bb not in _DEEP and not _big_vit(bb)
+                    )
                 marks = [] if fast else [pytest.mark.slow]
                 cases.append(pytest.param(spec, marks=marks, id=spec))
     return cases
 
 
 def test_every_registered_aggregator_is_covered() -> None:
-    assert set(AGGREGATORS.names()) == {"avg", "max", "gem", "netvlad", "crn"}
+    assert set(AGGREGATORS.names()) >= {"avg", "max", "gem", "netvlad", "crn", "salad", "megaloc", "cricavpr"}
     assert {"tiny", "resnet18", "resnet18.conv4", "resnet50", "resnet50.conv4", "vgg16"} <= set(_BACKBONES)
 
 
@@ -53,7 +74,10 @@ def test_every_registered_aggregator_is_covered() -> None:
 def test_forward_backward(spec: str) -> None:
     torch.manual_seed(0)
     model = create_model(spec)
-    x = torch.randn(2, 3, 64, 64)
+    # ViTs need multiples of their patch size; SALAD needs more patches (9x9) than clusters (64).
+    mult = int(BACKBONES.metadata(model.model_spec.backbone).get("multiple_of", 1))
+    size = 126 if getattr(model, "needs_cls_token", False) else math.ceil(64 / mult) * mult
+    x = torch.randn(2, 3, size, size)
     out = model(x)
     assert out.shape == (2, model.descriptor_dim)
     assert torch.isfinite(out).all()
