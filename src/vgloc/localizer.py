@@ -27,7 +27,7 @@ import numpy as np
 
 from vgloc.describers import Describer, ExtractionOptions, describer_for_index, resolve_describer
 from vgloc.describers.base import IndexState
-from vgloc.predict import DEFAULT_KDE, METHODS, KDEParams, Match, Prediction
+from vgloc.predict import DEFAULT_KDE, METHODS, KDEParams, Match, Prediction, kde_params_for
 
 if TYPE_CHECKING:
     from vgloc.data.images import ImageInput
@@ -383,7 +383,8 @@ class Localizer:
         self.index = index
         self.describer = describer
         self.method = method
-        self.kde = kde
+        # kde on a world-wide index left at the city defaults: k=100, m=10, sigma 4 km (WORLD_KDE)
+        self.kde = kde_params_for(kde, index.images)
         self.top_k = int(top_k)
         self.search_params = search_params
         self.options = options or ExtractionOptions(image_size=index.metadata.image_size, progress=False)
