@@ -111,7 +111,6 @@ def test_world_wide_eval_reports_km_accuracies_that_predictions_csv_reproduces(
         recall_values=(1,),
         method="kde",  # on world-wide data: WORLD_KDE (k=100, m=10, sigma 4 km)
         out_dir=tmp_path / "out",
-        report=False,
     )
     [d] = result.domains.values()
     # The independent check: recompute every threshold from predictions.csv with a plain haversine.
@@ -128,5 +127,7 @@ def test_world_wide_eval_reports_km_accuracies_that_predictions_csv_reproduces(
         )
     # each query finds its own photo: one more place falls within each larger threshold
     assert [d.metrics[f"acc@{t:g}km"] for t in KM_THRESHOLDS] == [20.0, 40.0, 60.0, 80.0, 80.0]
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "Accuracy within 1 / 25 / 200 / 750 / 2500 km" in page and "<th>2500km</th>" in page
     table = result.table()
     assert "| 1km | 25km | 200km | 750km | 2500km | median km |" in table and "| 80.0 |" in table

@@ -162,6 +162,7 @@ def write_eval_report(
             + "<td></td><td></td></tr>"
         )
     parts.append("</table>")
+    parts += _km_table(result)
     for name, d in result.domains.items():
         qset = queries[name]
         top1 = d.predictions[:, 0]
@@ -202,6 +203,26 @@ def write_eval_report(
             parts.append("<div class='ex'>" + "".join(cells) + "</div>")
     parts.append("</body></html>")
     return write_text_atomic(out_path, "\n".join(parts))
+
+
+def _km_table(result: EvalResult) -> list[str]:
+    """World-scale data: the share of queries within each km threshold per domain (none otherwise)."""
+    keys = list(
+        dict.fromkeys(
+            k for d in result.domains.values() for k in d.metrics if k.startswith("acc@") and k.endswith("km")
+        )
+    )
+    if not keys:
+        return []
+    rows = [
+        "<h2>Accuracy within 1 / 25 / 200 / 750 / 2500 km (%)</h2><p>Share of queries whose predicted position "
+        "lies within each great-circle distance of the truth (street, city, region, country, continent).</p>"
+        "<table><tr><th>domain</th>" + "".join(f"<th>{html.escape(k[4:])}</th>" for k in keys) + "</tr>"
+    ]
+    for d in result.domains.values():
+        cells = "".join(f"<td>{d.metrics.get(k, float('nan')):.1f}</td>" for k in keys)
+        rows.append(f"<tr><td class='name'>{html.escape(d.domain)}</td>{cells}</tr>")
+    return [*rows, "</table>"]
 
 
 def _metres(x: float) -> str:
