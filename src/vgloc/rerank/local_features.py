@@ -338,7 +338,8 @@ class LocalFeatureReranker(BaseReranker):
             (``batched``) scores the pairs jointly and reports no per-pair times; with
             ``exact_top`` the candidates it skipped score NaN with -1 inliers.
         """
-        if self.batched and self.extractor is not None and isinstance(self.matcher, SparseMatcher):
+        if self._fast_path_applies():
+            assert isinstance(self.matcher, SparseMatcher)
             qf = self.features(query, store=self.cache_queries)
             if can_match_many(self.matcher, qf):
                 feats = [self.features(c) for c in candidates]
@@ -355,6 +356,19 @@ class LocalFeatureReranker(BaseReranker):
             scores[i] = ver.score
             inliers[i] = ver.num_inliers
         return PairScores(scores, inliers, ms)
+
+    def _fast_path_applies(self) -> bool:
+        """Whether :meth:`score` may use the fast path: it reproduces :meth:`verify_pair`.
+
+        Not when a subclass or the instance replaced :meth:`verify_pair` or
+        :meth:`correspondences` (their override is what the caller wants to run per pair).
+        """
+        if not (self.batched and self.extractor is not None and isinstance(self.matcher, SparseMatcher)):
+            return False
+        for name in ("verify_pair", "correspondences"):
+            if name in self.__dict__ or getattr(type(self), name) is not getattr(LocalFeatureReranker, name):
+                return False
+        return True
 
     def prepare_query(self, query: ImagePath) -> None:
         """Extract (or read) the query's features, so pair times are matching and verification."""
