@@ -38,6 +38,15 @@ def test_mixvpr_entry_and_converter() -> None:
         convert_mixvpr_keys({"backbone.model.layer4.0.conv1.weight": torch.zeros(1)})
 
 
+def test_mixvpr_registry_grid_gives_the_input_size() -> None:
+    from vgloc.registry import AGGREGATORS, BACKBONES
+
+    grid = AGGREGATORS.metadata("mixvpr")["grid"]
+    stride = BACKBONES.metadata("resnet50")["stride"]["conv4"]
+    assert (grid[0] * stride, grid[1] * stride) == PUBLISHED_MODELS.get("mixvpr").preprocessing.image_size
+    assert MixVPR(8, 64).in_hw == tuple(grid)
+
+
 def test_mixvpr_shapes_and_input_size_error() -> None:
     agg = MixVPR(64, 512, in_hw=(4, 5)).eval()
     out = agg(torch.randn(3, 64, 4, 5))

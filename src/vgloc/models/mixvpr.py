@@ -123,6 +123,9 @@ AGGREGATORS.register(
     arg="out_dim",
     arg_default=4096,
     dim="D",
+    # The feature-map size the mixer weights are built for: images must be grid x the
+    # backbone's stride (BACKBONES metadata "stride"), e.g. 20 x 16 = 320 px.
+    grid=(20, 20),
     description="MixVPR (WACV 2023): 4 feature mixers over a 20x20 map (320x320 input at stride 16), e.g. mixvpr4096",
 )
 
