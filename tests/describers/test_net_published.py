@@ -104,3 +104,30 @@ def test_sizes_that_are_not_multiples_are_refused_before_describing(release: Pat
 def test_plain_specs_keep_the_default_size() -> None:
     describer = resolve_describer("tiny+gem")
     assert describer.resolve_options(ExtractionOptions()).image_size == (480, 640)
+
+
+def test_checkpoint_may_name_published_weights_for_the_spec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vgloc.models import GeoLocalizationModel
+    from vgloc.models.pretrained import WeightsDownloadError
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    # Offline: the release is named, not reported as a missing file called "cosplace".
+    with pytest.raises(WeightsDownloadError, match=r"ResNet18_512_cosplace\.pth"):
+        resolve_describer("resnet18+gem+fc512", "cosplace")
+    with pytest.raises(ValueError, match="released no weights for 'tiny\\+gem'"):
+        resolve_describer("tiny+gem", "cosplace")
+    # A copy in the hub cache (as CosPlace publishes it) is picked up.
+    torch.manual_seed(0)
+    ref = GeoLocalizationModel("resnet18+gem+fc512")
+    sd = {k.replace("aggregator.p", "aggregation.1.p").replace("head.fc.", "aggregation.3."): v
+          for k, v in ref.state_dict().items()}  # fmt: skip
+    cache.mkdir(parents=True, exist_ok=True)
+    torch.save(sd, cache / "ResNet18_512_cosplace.pth")
+    describer = resolve_describer("resnet18+gem+fc512", "cosplace")
+    assert isinstance(describer, NetDescriber) and describer.spec == "cosplace:resnet18+gem+fc512"
+    assert describer.default_image_size is None  # CosPlace evaluates at full resolution
+    assert all(torch.equal(v, ref.state_dict()[k]) for k, v in describer.model.state_dict().items())

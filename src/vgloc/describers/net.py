@@ -108,11 +108,16 @@ class NetDescriber(Describer):
         describer uses its evaluation preprocessing.
         """
         from vgloc.models import ModelSpec, create_model, load_model, load_state_dict_compat
-        from vgloc.models.hub import find_published
+        from vgloc.models.hub import find_published, published_for_weights
 
         entry = find_published(spec)
         if entry is not None:
             return cls._from_published(entry, checkpoint)
+        if checkpoint is not None and spec and not Path(checkpoint).exists():
+            # --checkpoint cosplace / cosplace:<spec> / megaloc: published weights by name.
+            named = published_for_weights(spec, str(checkpoint))
+            if named is not None:
+                return cls._from_published(named, None)
         if checkpoint is None:
             return cls(create_model(spec, pretrained=pretrained), pretrained=pretrained)
         ckpt = Path(checkpoint)

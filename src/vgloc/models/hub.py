@@ -35,7 +35,14 @@ from vgloc.registry import PUBLISHED_MODELS, UnknownNameError
 if TYPE_CHECKING:
     from vgloc.models.model import GeoLocalizationModel
 
-__all__ = ["find_published", "get_published", "load_published", "published_file", "published_models"]
+__all__ = [
+    "find_published",
+    "get_published",
+    "load_published",
+    "published_file",
+    "published_for_weights",
+    "published_models",
+]
 
 log = logging.getLogger(__name__)
 
@@ -225,3 +232,31 @@ def load_published(model: GeoLocalizationModel, entry: PublishedModel, path: str
     from vgloc.models.checkpoints import load_state_dict_compat
 
     load_state_dict_compat(model, path, strict=True, convert_keys=entry.convert_keys)
+
+
+def published_for_weights(spec: str, weights: str) -> PublishedModel | None:
+    """The published model that ``weights`` names for the architecture ``spec``, if any.
+
+    For ``--model SPEC --checkpoint NAME`` where NAME is not a file: a release source
+    (``"cosplace"``, ``"eigenplaces"``: its release for ``spec``), a full
+    ``"<source>:<spec>"`` name, or a published model's name whose spec is ``spec``.
+
+    Raises:
+        ValueError: ``weights`` names published weights of another architecture, or a
+            source without a release for ``spec``.
+    """
+    from vgloc.models.spec import ModelSpec
+
+    canonical = str(ModelSpec.parse(spec))
+    if weights.lower() in _RELEASES:
+        entry = find_published(f"{weights.lower()}:{canonical}")
+        if entry is None:
+            avail = sorted(pw.spec for pw in PUBLISHED_WEIGHTS.values() if pw.source == weights.lower())
+            raise ValueError(
+                f"{weights} released no weights for {canonical!r}; available: {', '.join(avail)}"
+            )
+        return entry
+    entry = find_published(weights)
+    if entry is not None and entry.spec != canonical:
+        raise ValueError(f"published weights {entry.name!r} are for {entry.spec!r}, not for {canonical!r}")
+    return entry
