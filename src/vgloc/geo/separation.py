@@ -11,6 +11,7 @@ groups (one city can be one group at 25 km); :class:`SplitReport` says how close
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,10 +28,36 @@ _HALF_NEIGHBOURS = np.array(
 )
 
 
+#: Cube pairs with at most this many point pairs are checked all at once, in chunks of _CHUNK point pairs.
+_SMALL_PAIR = 256
+_CHUNK = 2_000_000
+
+
 def _rows(a: np.ndarray) -> np.ndarray:
     """Each int64 row as one opaque value (for unique / searchsorted on rows)."""
     a = np.ascontiguousarray(a, dtype=np.int64)
     return a.view(np.dtype((np.void, a.dtype.itemsize * a.shape[1]))).ravel()
+
+
+def _pairs_linked(
+    xyz: np.ndarray, order: np.ndarray, starts: np.ndarray, a: np.ndarray, b: np.ndarray, chord: float
+) -> np.ndarray:
+    """For cube pairs (a[i], b[i]): is any point of a within ``chord`` of any point of b (all pairs, vectorised)."""
+    out = np.zeros(len(a), dtype=bool)
+    na, nb = starts[a + 1] - starts[a], starts[b + 1] - starts[b]
+    work = na * nb
+    bounds = np.searchsorted(np.cumsum(work), np.arange(0, int(work.sum()) + _CHUNK, _CHUNK), side="right")
+    for lo, hi in itertools.pairwise(bounds.tolist()):
+        if hi <= lo:
+            continue
+        w = work[lo:hi]
+        pair = np.repeat(np.arange(lo, hi), w)
+        j = np.arange(int(w.sum())) - np.repeat(np.cumsum(w) - w, w)
+        ia = order[starts[a[pair]] + j // nb[pair]]
+        ib = order[starts[b[pair]] + j % nb[pair]]
+        close = ((xyz[ia] - xyz[ib]) ** 2).sum(1) <= chord**2
+        out[lo:hi] = np.bincount(pair - lo, weights=close, minlength=hi - lo) > 0
+    return out
 
 
 def linked_groups(xyz: np.ndarray, distance_km: float) -> tuple[int, np.ndarray]:
@@ -39,8 +66,9 @@ def linked_groups(xyz: np.ndarray, distance_km: float) -> tuple[int, np.ndarray]
     Exact without building the (huge, in a dense city) graph of all close pairs: the
     points fall into cubes whose diagonal is the link distance, so a cube's points
     are all linked; two cubes up to two apart on each axis are linked when their
-    closest pair is within the distance (checked with a KD-tree, skipped when already
-    joined).
+    closest pair is within the distance. Pairs of small cubes are checked all at
+    once (every point pair, vectorised); pairs of large cubes with a KD-tree, skipped
+    when already joined.
 
     Args:
         xyz: (N, 3) unit vectors (:func:`vgloc.geo.unit_vectors`).
@@ -49,6 +77,8 @@ def linked_groups(xyz: np.ndarray, distance_km: float) -> tuple[int, np.ndarray]
     Returns:
         ``(G, group)``: the number of groups and (N,) int64 group of each point.
     """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
     from scipy.spatial import cKDTree
 
     if distance_km == 0:
@@ -57,39 +87,48 @@ def linked_groups(xyz: np.ndarray, distance_km: float) -> tuple[int, np.ndarray]
     chord = float(chord_from_arc(distance_km * 1000.0)) * (1 + 1e-9)  # a pair exactly at the distance links
     keys = np.floor(xyz / (chord / np.sqrt(3.0))).astype(np.int64)
     uniq, cube = np.unique(_rows(keys), return_inverse=True)
+    cube = cube.ravel()
     cube_keys = keys[np.unique(cube, return_index=True)[1]]
     n_cubes = len(uniq)
     order = np.argsort(cube, kind="stable")
     starts = np.searchsorted(cube[order], np.arange(n_cubes + 1))
-    parent = np.arange(n_cubes)
+    pairs_a, pairs_b = [], []
+    for off in _HALF_NEIGHBOURS:
+        shifted = _rows(cube_keys + off)
+        other = np.minimum(np.searchsorted(uniq, shifted), n_cubes - 1)
+        hit = np.flatnonzero(uniq[other] == shifted)
+        pairs_a.append(hit)
+        pairs_b.append(other[hit])
+    a, b = np.concatenate(pairs_a), np.concatenate(pairs_b)
+    small = (starts[a + 1] - starts[a]) * (starts[b + 1] - starts[b]) <= _SMALL_PAIR
+    linked = _pairs_linked(xyz, order, starts, a[small], b[small], chord)
+    ea, eb = a[small][linked], b[small][linked]
+    graph = coo_matrix((np.ones(len(ea)), (ea, eb)), shape=(n_cubes, n_cubes))
+    n_comp, comp = connected_components(graph, directed=False)
+    parent = np.arange(n_comp)
 
-    def find(a: int) -> int:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = int(parent[a])
-        return a
+    def find(c: int) -> int:
+        while parent[c] != c:
+            parent[c] = parent[parent[c]]
+            c = int(parent[c])
+        return c
 
     trees: dict[int, cKDTree] = {}
-    for off in _HALF_NEIGHBOURS:
-        other = np.searchsorted(uniq, _rows(cube_keys + off))
-        other = np.minimum(other, n_cubes - 1)
-        hit = np.flatnonzero(uniq[other] == _rows(cube_keys + off))
-        for a, b in zip(hit.tolist(), other[hit].tolist(), strict=True):
-            ra, rb = find(a), find(b)
-            if ra == rb:
-                continue
-            # query the smaller cube's points against the larger cube's (cached) tree
-            big, small = (a, b) if starts[a + 1] - starts[a] >= starts[b + 1] - starts[b] else (b, a)
-            tree = trees.get(big)
-            if tree is None:
-                tree = trees[big] = cKDTree(xyz[order[starts[big] : starts[big + 1]]])
-            pb = order[starts[small] : starts[small + 1]]
-            dist, _ = tree.query(xyz[pb], k=1, distance_upper_bound=chord)
-            if np.isfinite(dist).any():
-                parent[ra] = rb
-    roots = np.array([find(c) for c in range(n_cubes)])
-    _, group_of_cube = np.unique(roots, return_inverse=True)
-    group = group_of_cube[cube]
+    for ca, cb in zip(a[~small].tolist(), b[~small].tolist(), strict=True):
+        ra, rb = find(int(comp[ca])), find(int(comp[cb]))
+        if ra == rb:
+            continue
+        # query the smaller cube's points against the larger cube's (cached) tree
+        big, little = (ca, cb) if starts[ca + 1] - starts[ca] >= starts[cb + 1] - starts[cb] else (cb, ca)
+        tree = trees.get(big)
+        if tree is None:
+            tree = trees[big] = cKDTree(xyz[order[starts[big] : starts[big + 1]]])
+        dist, _ = tree.query(xyz[order[starts[little] : starts[little + 1]]], k=1, distance_upper_bound=chord)
+        if np.isfinite(dist).any():
+            parent[ra] = rb
+    roots = np.array([find(c) for c in range(n_comp)], dtype=np.int64)
+    _, group_of_comp = np.unique(roots, return_inverse=True)
+    group = group_of_comp.ravel()[comp][cube]
     return int(group.max()) + 1, group.astype(np.int64)
 
 
