@@ -3,7 +3,8 @@
 Generates (or reuses) a synthetic city, describes its test database and every query
 domain once with one model (random init by default, seeded: untrained R@1 is low in
 absolute terms, the point is the *change* with PCA), then for each PCA dimension builds
-a ``GeoIndex`` with ``pca=DIM`` (fitted on the database descriptors, as the CLI does)
+a ``GeoIndex`` with ``pca=DIM``, whitened and not (fitted on the database descriptors, as
+the CLI does)
 and scores R@1 / R@5 per domain (positives within 25 m, the field's protocol). The
 row without PCA is the reference; the stored bytes per image shrink with the dimension.
 
@@ -73,9 +74,12 @@ def main() -> None:
     pos = {name: positives(db, q, 25.0) for name, q in split.queries.items()}
     dim = db_desc.shape[1]
     rows: list[dict[str, Any]] = []
-    for p in [None, *[d for d in args.dims if d < dim and d <= len(db)]]:
-        gi = GeoIndex.build(db_desc, db, model_spec=describer.spec, image_size=options.image_size, pca=p)
-        row: dict[str, Any] = {"pca": p, "dim": p or dim, "bytes_per_image": 4 * (p or dim)}
+    dims = [d for d in args.dims if d < dim and d <= len(db)]
+    for p, whiten in [(None, True), *[(d, w) for d in dims for w in (True, False)]]:
+        gi = GeoIndex.build(
+            db_desc, db, model_spec=describer.spec, image_size=options.image_size, pca=p, pca_whiten=whiten
+        )
+        row: dict[str, Any] = {"pca": p, "whiten": whiten, "dim": p or dim, "bytes_per_image": 4 * (p or dim)}
         for name, q in q_desc.items():
             _, ids = gi.search(q, 5)
             row[f"R@1 {name}"] = 100 * recall_at(ids, pos[name], 1)
@@ -95,7 +99,8 @@ def main() -> None:
     print("| descriptor | bytes/image | " + " | ".join(f"R@1 {n}" for n in names) + " | mean R@1 |")
     print("|---" * (len(names) + 3) + "|")
     for r in rows:
-        label = f"{dim}-d (no PCA)" if r["pca"] is None else f"PCA-whitened {r['pca']}-d"
+        kind = "PCA-whitened" if r["whiten"] else "PCA (no whitening)"
+        label = f"{dim}-d (no PCA)" if r["pca"] is None else f"{kind} {r['pca']}-d"
         cells = " | ".join(f"{r[f'R@1 {n}']:.1f}" for n in names)
         print(f"| {label} | {r['bytes_per_image']} | {cells} | {r['R@1 mean']:.1f} |")
     write_results(

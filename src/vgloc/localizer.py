@@ -79,6 +79,7 @@ def build_index(
     validate: bool = True,
     seed: int = 0,
     pca: int | None = None,
+    pca_whiten: bool = True,
 ) -> GeoIndex:
     """Describe every image of a geotagged collection and index the descriptors.
 
@@ -102,7 +103,8 @@ def build_index(
         seed: seeds random initialisation (weights, k-means), so a run can be repeated.
         pca: reduce descriptors to this many dimensions by PCA-whitening fitted on the
             database (stored in the index, applied to queries by the index's search);
-            None keeps them whole (see :mod:`vgloc.index.pca`).
+            None keeps them whole (see :mod:`vgloc.index.pca`); ``pca_whiten=False``
+            projects without whitening.
 
     Returns:
         The :class:`vgloc.index.GeoIndex`; its ``model`` is the describer.
@@ -138,6 +140,7 @@ def build_index(
         extra=described.extra,
         seed=seed,
         pca=pca,
+        pca_whiten=pca_whiten,
     )
     index.model = describer
     if out is not None:

@@ -91,3 +91,15 @@ def test_bad_pca_is_refused_clearly(pca: object, dim: int, n: int, match: str) -
 def test_build_refuses_bad_pca_before_building() -> None:
     with pytest.raises(ValueError, match="at least 32"):
         GeoIndex.build(_data(20), _images(20), model_spec=SPEC, image_size=None, pca=32)
+
+
+def test_pca_without_whitening_is_an_orthogonal_projection() -> None:
+    desc = _data()
+    plain = GeoIndex.build(desc, _images(N), model_spec=SPEC, image_size=None, pca=16, pca_whiten=False)
+    white = GeoIndex.build(desc, _images(N), model_spec=SPEC, image_size=None, pca=16)
+    assert plain.metadata.extra["pca"]["whiten"] is False and white.metadata.extra["pca"]["whiten"] is True
+    matrix = faiss.downcast_VectorTransform(faiss.downcast_index(plain.index).chain.at(0))
+    a = faiss.vector_to_array(matrix.A).reshape(16, DIM)
+    np.testing.assert_allclose(a @ a.T, np.eye(16), atol=1e-4)  # rows orthonormal: no scaling
+    assert plain.descriptors is not None and white.descriptors is not None
+    assert not np.allclose(plain.descriptors, white.descriptors, atol=1e-3)

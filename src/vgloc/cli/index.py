@@ -106,6 +106,11 @@ def _add_pca_option(p: argparse.ArgumentParser) -> None:
         help="compact descriptors to DIM dimensions by PCA-whitening fitted on the database (stored in the "
         "index and applied to queries automatically); must be below the descriptor dimension",
     )
+    p.add_argument(
+        "--pca-no-whiten",
+        action="store_true",
+        help="with --pca: project without whitening (better when there are few images per dimension)",
+    )
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -132,6 +137,7 @@ def run_build(args: argparse.Namespace) -> int:
         validate=not args.no_validate,
         seed=args.seed,
         pca=args.pca,
+        pca_whiten=not args.pca_no_whiten,
     )
     print(
         f"indexed {len(index.images)} images -> {args.out} "
@@ -188,6 +194,7 @@ def _merge(args: argparse.Namespace) -> None:
         descriptor_dtype="float16" if args.fp16_descriptors else "float32",
         pca=args.pca,
         seed=args.seed,
+        pca_whiten=not args.pca_no_whiten,
     )
     print(
         f"merged {len(index.images)} images -> {args.out} "

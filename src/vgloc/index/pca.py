@@ -61,19 +61,22 @@ def check_pca(pca: Any, descriptor_dim: int, num_images: int) -> int:
     return int(pca)
 
 
-def fit_pca(descriptors: np.ndarray, pca: int) -> tuple[faiss.VectorTransform, ...]:
-    """Fit PCA-whitening to ``pca`` dimensions on database descriptors.
+def fit_pca(descriptors: np.ndarray, pca: int, whiten: bool = True) -> tuple[faiss.VectorTransform, ...]:
+    """Fit PCA(-whitening) to ``pca`` dimensions on database descriptors.
 
     Args:
         descriptors: (N, D) database descriptors (FAISS subsamples large sets for the covariance).
         pca: the output dimension d < D, d <= N.
+        whiten: scale each component by 1/sqrt(eigenvalue) (whitening); False keeps the
+            projection only. Whitening helps when the covariance is well estimated (many
+            images per dimension) and amplifies noise when it is not (BENCHMARKS.md).
 
     Returns:
         The transform chain: (``PCAMatrix`` D -> d whitened, ``NormalizationTransform`` d).
     """
     x = np.ascontiguousarray(descriptors, dtype=np.float32)
     check_pca(pca, x.shape[1], len(x))
-    matrix = faiss.PCAMatrix(x.shape[1], pca, -0.5)  # eigen power -1/2: whitening
+    matrix = faiss.PCAMatrix(x.shape[1], pca, -0.5 if whiten else 0.0)  # eigen power -1/2: whitening
     matrix.train(x)
     return matrix, faiss.NormalizationTransform(pca, 2.0)
 
@@ -94,9 +97,14 @@ def wrap(chain: tuple[faiss.VectorTransform, ...], inner: faiss.Index) -> faiss.
     return index
 
 
-def pca_info(pca: int, descriptor_dim: int) -> dict[str, Any]:
+def pca_info(pca: int, descriptor_dim: int, whiten: bool = True) -> dict[str, Any]:
     """What the index metadata records about its PCA (``extra["pca"]``)."""
-    return {"dim": int(pca), "input_dim": int(descriptor_dim), "whiten": True, "fitted_on": "database"}
+    return {
+        "dim": int(pca),
+        "input_dim": int(descriptor_dim),
+        "whiten": bool(whiten),
+        "fitted_on": "database",
+    }
 
 
 def reduce(index: faiss.Index, x: np.ndarray) -> np.ndarray:

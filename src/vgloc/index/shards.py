@@ -389,13 +389,14 @@ def merge_shards(
     pca: int | None = None,
     seed: int = 0,
     verify_checksums: bool = True,
+    pca_whiten: bool = True,
 ) -> GeoIndex:
     """Merge the shards of ``shard_dir`` into one ordinary vgloc index (see :func:`read_shards`).
 
     Args:
         shard_dir: the directory the ranks wrote their shards to.
         out: the index directory to write (atomically); None keeps it in memory.
-        factory, search_params, descriptor_dtype, pca, seed: as for
+        factory, search_params, descriptor_dtype, pca, seed, pca_whiten: as for
             :func:`vgloc.localizer.build_index`.
         verify_checksums: check every shard file's SHA-256.
 
@@ -411,7 +412,15 @@ def merge_shards(
         spill = Path(out).parent / f".{Path(out).name}.merge-{os.getpid()}.npy"
     try:
         return _merge(
-            shard_dir, out, spill, factory, search_params, descriptor_dtype, pca, seed, verify_checksums
+            shard_dir,
+            out,
+            spill,
+            factory,
+            search_params,
+            descriptor_dtype,
+            (pca, pca_whiten),
+            seed,
+            verify_checksums,
         )
     finally:
         if spill is not None:
@@ -425,7 +434,7 @@ def _merge(
     factory: str,
     search_params: str | None,
     descriptor_dtype: str,
-    pca: int | None,
+    pca: tuple[int | None, bool],
     seed: int,
     verify_checksums: bool,
 ) -> GeoIndex:
@@ -450,7 +459,8 @@ def _merge(
         descriptor_dtype=descriptor_dtype,
         extra={**ident.get("extra", {}), "merged_from_shards": num_shards},
         seed=seed,
-        pca=pca,
+        pca=pca[0],
+        pca_whiten=pca[1],
     )
     if out is not None:
         files = {n: partial(shutil.copyfile, first / n) for n in ident.get("describer_files", {})}

@@ -209,6 +209,7 @@ class GeoIndex:
         progress: bool = False,
         exact_max: int = AUTO_EXACT_MAX,
         pca: int | None = None,
+        pca_whiten: bool = True,
     ) -> GeoIndex:
         """Build a geo-index from database descriptors and their images.
 
@@ -235,6 +236,7 @@ class GeoIndex:
             pca: fit PCA-whitening to this many dimensions on ``descriptors`` and put it in
                 front of the index (:mod:`vgloc.index.pca`); queries are reduced by the
                 index itself and the stored descriptors are the reduced ones.
+            pca_whiten: whiten the PCA components (False: projection only).
 
         Returns:
             The built :class:`GeoIndex` (in memory; call :meth:`save`).
@@ -265,9 +267,9 @@ class GeoIndex:
         extra_columns = _describe_extra_columns(images)
         if pca is not None:
             pca = check_pca(pca, int(shape[1]), int(shape[0]))
-            extra["pca"] = pca_info(pca, int(shape[1]))
+            extra["pca"] = pca_info(pca, int(shape[1]), pca_whiten)
         # With PCA the inner index ("auto"'s choice included) sees the reduced vectors only.
-        chain = fit_pca(descriptors, pca) if pca is not None else ()
+        chain = fit_pca(descriptors, pca, pca_whiten) if pca is not None else ()
         kept = apply_chain(chain, descriptors) if chain else descriptors
         factory, search_params = resolve_factory(factory, search_params, np.shape(kept), exact_max, extra)
         index = build_faiss_index(
