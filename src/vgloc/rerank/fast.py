@@ -84,6 +84,7 @@ class FastScorer:
         self.device = device
         self.max_elements = int(max_elements)
         self._pool: ThreadPoolExecutor | None = None
+        self._threads: Any = None
         #: candidates verified / skipped by the early exit, over all calls (for reports).
         self.verified = 0
         self.skipped = 0
@@ -115,7 +116,7 @@ class FastScorer:
             counts in the candidates' order; NaN and -1 for candidates the early exit
             skipped.
         """
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import ThreadpoolController
 
         k = len(candidates)
         scores = np.full(k, np.nan)
@@ -134,7 +135,10 @@ class FastScorer:
 
         ranges = chunk_ranges(query, candidates, self.max_elements)
         # Each thread runs its own small GEMMs: BLAS's own threads would only contend with them.
-        with threadpool_limits(limits=1, user_api="blas"):
+        if self._threads is None:
+            # Inspecting the loaded libraries costs ~1 ms: done once, not per query.
+            self._threads = ThreadpoolController()
+        with self._threads.limit(limits=1, user_api="blas"):
             done = self._map(task, ranges)
             corrs: list[Correspondences] = [c for chunk, _ in done for c in chunk]
             if not verify_now:
