@@ -127,13 +127,11 @@ class AdapterDinoV2Backbone(DinoV2Backbone):
         return tokens
 
     def freeze_early_layers(self) -> list[str]:
-        """Freeze all but the adapters; return the frozen parameter names."""
-        frozen = []
+        """Freeze all but the adapters; return what was frozen (short paths, for logs)."""
         for name, param in self.named_parameters():
             if ".adapter." not in name:
                 param.requires_grad_(False)
-                frozen.append(name)
-        return frozen
+        return ["cls_token", "pos_embed", "patch_embed", f"blocks.0-{self.depth - 1} except .adapter", "norm"]
 
 
 @BACKBONES.register(
