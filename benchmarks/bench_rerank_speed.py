@@ -112,6 +112,8 @@ def worker(npz: Path, h5: Path, start: int, stop: int, k: int, options: dict) ->
         "n": len(q_paths),
         "wall_s": wall,
         "cpu_s": cpu,
+        # Pairs left unverified by an early exit (-1 inliers; there are no empty slots here).
+        "skipped": int((scored.inliers == -1).sum()),
         "loop_ms_per_query": rr.ms_per_query,
         "query_ms": scored.query_ms.tolist(),
         "predictions": rr.predictions[:, :k].tolist(),
@@ -183,6 +185,7 @@ def main() -> None:
         summary[side] = {
             "s_per_query": sum(r["wall_s"] for r in rs) / n,
             "cpu_s_per_query": sum(r["cpu_s"] for r in rs) / n,
+            "skipped_per_query": sum(r["skipped"] for r in rs) / n,
             "loop_ms_per_query": sum(r["loop_ms_per_query"] * r["n"] for r in rs) / n,
             "query_features_ms": float(np.mean([m for r in rs for m in r["query_ms"]])),
             "recall": recall(preds, pos),
@@ -211,7 +214,8 @@ def main() -> None:
         )
     lines.append(
         f"\nspeed ratio (before / after): wall {ratio:.2f}x, CPU time {cpu_ratio:.2f}x; same top-1: {100 * same_top1:.0f} %; "
-        f"same top-{args.k} order: {100 * same_order:.0f} % of queries; AFTER options: {after_options}"
+        f"same top-{args.k} order: {100 * same_order:.0f} % of queries; AFTER options: {after_options}; "
+        f"pairs skipped by an early exit: {summary['after']['skipped_per_query']:.1f} per query"
     )
     text = "\n".join(lines)
     print(text)
