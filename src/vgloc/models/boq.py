@@ -21,7 +21,7 @@ Parameter names are the authors' (``proj_c``, ``norm_input``, ``boqs.N.encoder``
 ``boqs.N.queries``, ``fc`` ...), so their checkpoints load by a prefix rename.
 
 BoQ's DINOv2 wrapper feeds the patch tokens of the last block **without** DINOv2's final
-LayerNorm (its ``dino.norm`` weights are in the checkpoint but unused) and trains the last
+LayerNorm (its ``dino.norm`` weights are in the checkpoint but unused; the converter drops them) and trains the last
 2 blocks; vgloc registers that variant as the backbones ``dinov2_vit{s,b,l,g}14_nonorm``
 (:class:`DinoV2NoNorm`).
 
@@ -47,7 +47,6 @@ from vgloc.models.dinov2 import (
     PATCH_SIZE,
     DinoV2Backbone,
     build_dinov2,
-    check_patch_multiple,
     dinov2_keys_to_vgloc,
 )
 from vgloc.models.published import Preprocessing, PublishedModel
@@ -214,8 +213,9 @@ PUBLISHED_MODELS.register(
 class DinoV2NoNorm(DinoV2Backbone):
     """DINOv2 as BoQ's ``DinoV2`` wrapper runs it: the last block's patch tokens, no final norm.
 
-    ``norm`` stays a (trained, unused) module so that the authors' ``dino.norm.*`` keys
-    load strictly. Default ``trainable_blocks`` is 2 (BoQ's ``unfreeze_n_blocks``).
+    The final LayerNorm is replaced by an identity, so the model has no parameter that
+    never gets a gradient; :func:`convert_boq_dinov2_keys` drops the authors' unused
+    ``dino.norm.*`` entries. Default ``trainable_blocks`` is 2 (BoQ's ``unfreeze_n_blocks``).
 
     Shape:
         - Input: ``(B, 3, H, W)``, H and W multiples of 14
@@ -225,22 +225,7 @@ class DinoV2NoNorm(DinoV2Backbone):
 
     def __init__(self, vit: Any, *, name: str, trainable_blocks: int = 2) -> None:
         super().__init__(vit, name=name, trainable_blocks=trainable_blocks)
-        # Never used in the forward pass: a trainable parameter without a gradient would
-        # trip DistributedDataParallel's defaults and "every parameter learns" checks.
-        self.norm.requires_grad_(False)
-
-    def set_trainable_blocks(self, n: int) -> list[str]:
-        """As the parent, plus ``norm`` (unused here, so it stays frozen)."""
-        super().set_trainable_blocks(n)
-        self.frozen.append("norm")
-        return list(self.frozen)
-
-    def forward_tokens(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        gh, gw = check_patch_multiple(x, PATCH_SIZE)
-        tokens = self.patch_embed(x)
-        tokens = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), tokens), dim=1)
-        tokens = self._run_blocks(tokens + self.interpolate_pos_encoding(gh, gw).to(tokens.dtype), (gh, gw))
-        return tokens[:, 1:].reshape(x.shape[0], gh, gw, -1).permute(0, 3, 1, 2), tokens[:, 0]
+        self.norm = nn.Identity()
 
 
 def _register_nonorm(arch: str) -> None:
@@ -274,10 +259,13 @@ def convert_boq_dinov2_keys(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Authors' ``dinov2_12288.pth`` keys -> ``dinov2_vitb14_nonorm+boq32`` keys.
 
     BoQ wraps facebookresearch/dinov2's ViT as ``backbone.dino``; vgloc's DINOv2 backbone
-    holds the same modules under ``backbone`` (``mask_token``, unused at inference, is
-    dropped by :func:`~vgloc.models.dinov2.dinov2_keys_to_vgloc`).
+    holds the same modules under ``backbone``. Dropped: ``mask_token`` (unused at
+    inference, by :func:`~vgloc.models.dinov2.dinov2_keys_to_vgloc`) and ``dino.norm.*``
+    (the authors' wrapper never applies the final norm; the fixture shows these entries
+    cannot change the output).
     """
-    return dinov2_keys_to_vgloc(_rename_prefix(sd, "backbone.dino.", "backbone."))
+    kept = {k: v for k, v in sd.items() if not k.startswith("backbone.dino.norm.")}
+    return dinov2_keys_to_vgloc(_rename_prefix(kept, "backbone.dino.", "backbone."))
 
 
 PUBLISHED_MODELS.register(
