@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from vgloc.geo.cells import CellPartition
 
-__all__ = ["CellPredictions", "cell_predictions", "combine_partitions"]
+__all__ = ["CellPredictions", "GeoCellClassifier", "cell_predictions", "combine_partitions"]
 
 
 @dataclass
@@ -97,3 +99,86 @@ def combine_partitions(logits: Sequence[np.ndarray], partitions: Sequence[CellPa
         keep = parent >= 0
         out[:, keep] += np.log(prob[:, parent[keep]])
     return np.asarray(out)
+
+
+@dataclass
+class GeoCellClassifier:
+    """A trained ``vgloc train geocell`` run: describer, one classifier per partition, the partitions.
+
+    Attributes:
+        describer: the trained network (its descriptors feed the classifiers).
+        heads: one ``MarginHead`` (cosine classifier) per partition, coarse to fine.
+        partitions: the :class:`~vgloc.geo.cells.CellPartition` s they classify into.
+    """
+
+    describer: Any
+    heads: list[Any]
+    partitions: list[CellPartition]
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> GeoCellClassifier:
+        """Load a run folder: the best epoch's network (``best_model.pt``) and classifiers (``best.pt``), ``cells.npz``.
+
+        Raises:
+            FileNotFoundError: a file of the run is missing (``best.pt`` exists once an epoch was validated).
+            ValueError: not a geocell run, or its classifiers do not match the partitions file.
+        """
+        import torch
+
+        from vgloc.describers import resolve_describer
+        from vgloc.geo.cells import load_partitions
+        from vgloc.losses.margin import MarginHead
+
+        run = Path(run_dir)
+        ckpt = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
+        if ckpt.get("method") != "geocell":
+            raise ValueError(f"{run / 'best.pt'} is a {ckpt.get('method')!r} run, not geocell")
+        partitions = load_partitions(run / "cells.npz")
+        state = ckpt["method_state"]
+        if state["num_cells"] != [p.num_cells for p in partitions]:
+            raise ValueError(
+                f"{run}: the classifiers have {state['num_cells']} cells, cells.npz {[p.num_cells for p in partitions]}"
+            )
+        describer = resolve_describer(ckpt["model_spec"], run / "best_model.pt")
+        heads = torch.nn.ModuleList(
+            [
+                MarginHead(int(describer.descriptor_dim), p.num_cells, s=float(state.get("scale", 30.0)))
+                for p in partitions
+            ]
+        )
+        heads.load_state_dict(state["heads"])
+        heads.eval()
+        return cls(describer=describer, heads=list(heads), partitions=partitions)
+
+    def logits(self, images: Sequence[Any], options: Any = None) -> list[np.ndarray]:
+        """One (N, C_p) logit array per partition for N images (files or in-memory images)."""
+        import torch
+
+        from vgloc.describers import ExtractionOptions
+
+        desc = self.describer.describe(images, options or ExtractionOptions(progress=False), queries=True)
+        with torch.no_grad():
+            x = torch.from_numpy(np.asarray(desc, dtype=np.float32))
+            return [h(x).numpy().astype(np.float64) for h in self.heads]
+
+    def predict(
+        self,
+        images: Sequence[Any],
+        *,
+        k: int = 5,
+        position: str = "mean",
+        hierarchical: bool = False,
+        options: Any = None,
+    ) -> CellPredictions:
+        """Top-``k`` cells of the finest partition and the predicted lat/lon of each image.
+
+        Args:
+            images: N image files or in-memory images.
+            k: cells kept per image.
+            position: ``"mean"`` (of the cell's training images) or ``"centre"``.
+            hierarchical: combine with the coarser partitions (:func:`combine_partitions`).
+            options: extraction options (default: the describer's size, no progress bar).
+        """
+        z = self.logits(images, options)
+        fine = combine_partitions(z, self.partitions) if hierarchical and len(z) > 1 else z[-1]
+        return cell_predictions(fine, self.partitions[-1], k=k, position=position)

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from vgloc.config import ConfigError, resolve_config
+from vgloc.describers import ExtractionOptions
 from vgloc.geo.cells import load_partitions
-from vgloc.predict.cells import cell_predictions
+from vgloc.predict.cells import GeoCellClassifier, cell_predictions
 from vgloc.registry import TRAINING_METHODS
 from vgloc.training import train
 from vgloc.training.methods import get_method
@@ -60,6 +61,17 @@ def test_geocell_trains_two_partitions_and_saves_cells_and_classifiers(
     # the classifier's logits map to cells and positions of this partition
     pred = cell_predictions(np.random.default_rng(0).normal(size=(3, fine.num_cells)), fine, k=2)
     assert pred.cells.shape == (3, 2) and np.allclose(pred.latlon, fine.means[pred.cells[:, 0]])
+    # the trained run predicts photos' cells: the best epoch's network and classifiers
+    clf = GeoCellClassifier.load(tmp_path / "run")
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["method_state"]["heads"]
+    torch.testing.assert_close(clf.heads[1].weight, best["1.weight"])
+    options = ExtractionOptions(image_size=(48, 64), progress=False)
+    z = clf.logits(db.paths[:5], options)
+    assert [a.shape for a in z] == [(5, coarse.num_cells), (5, fine.num_cells)]
+    out = clf.predict(db.paths[:5], k=3, hierarchical=True, options=options)
+    assert out.cells.shape == (5, 3) and np.all((out.probabilities > 0) & (out.probabilities <= 1))
+    np.testing.assert_array_equal(out.latlon, fine.means[out.cells[:, 0]])
+    np.testing.assert_array_equal(clf.predict(db.paths[:5], k=1, options=options).cells[:, 0], z[1].argmax(1))
 
 
 def test_geocell_refuses_a_partition_without_two_cells(tiny_city: Path, tmp_path: Path) -> None:

@@ -198,6 +198,7 @@ class GeoCellTrainer(Trainer):
         return {
             "t_img": [p.t_img for p in self.partitions],
             "num_cells": [p.num_cells for p in self.partitions],
+            "scale": _SCALE,
             "heads": {k: v.detach().cpu() for k, v in self.heads.state_dict().items()},
             "heads_optimizer": self.heads_optimizer.state_dict(),
         }
