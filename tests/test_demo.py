@@ -54,6 +54,10 @@ def test_demo_trains_and_shows_both_models_side_by_side(trained_demo: DemoResult
         assert f"href='{sub}/report.html'" in html
         assert (demo.report.parent / sub / "report.html").is_file()
         assert json.loads((demo.report.parent / sub / "results.json").read_text())["model_spec"] == "tiny+gem"
+    # each full report says which weights it evaluated
+    trained_report = (demo.report.parent / "trained" / "report.html").read_text()
+    assert f"trained weights from {demo.training.checkpoint}" in trained_report
+    assert "random initialisation" in (demo.report.parent / "untrained" / "report.html").read_text()
     table = demo.table()
     assert table.count("| trained |") == 4 and table.count("| chance |") == 4
 

@@ -212,8 +212,17 @@ def _evaluate_trained(
             validate=False,
             seed=seed,
         )
+        # The checkpoint named again (the index holds the same weights) so the report and
+        # results.json record which trained weights were evaluated.
         demo.trained = evaluate(
-            demo.dataset, "test", index=trained_dir / "index", options=options, out_dir=trained_dir, seed=seed
+            demo.dataset,
+            "test",
+            training.model_spec,
+            checkpoint=training.checkpoint,
+            index=trained_dir / "index",
+            options=options,
+            out_dir=trained_dir,
+            seed=seed,
         )
         demo.trained_index = trained_dir / "index"
     except Exception as err:  # the baseline is still worth showing
