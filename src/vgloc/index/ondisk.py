@@ -21,6 +21,7 @@ results are bit-identical to the in-RAM index (same code, same data).
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 from pathlib import Path
 
@@ -139,6 +140,8 @@ def read_descriptors(path: Path, meta: IndexMetadata, on_disk: bool) -> np.ndarr
         descriptors = np.load(path, allow_pickle=False, mmap_mode="r" if on_disk else None)
     except (ValueError, OSError, EOFError) as e:
         raise IndexCorruptError(f"{path}: cannot read descriptors ({e})") from e
+    if on_disk:
+        _advise_random(descriptors)
     expected = (meta.num_images, meta.stored_dim)
     if descriptors.shape != expected or descriptors.dtype != np.dtype(meta.descriptor_dtype):
         raise IndexCorruptError(
@@ -146,3 +149,14 @@ def read_descriptors(path: Path, meta: IndexMetadata, on_disk: bool) -> np.ndarr
             f"expected {meta.descriptor_dtype} {expected}"
         )
     return descriptors
+
+
+def _advise_random(arr: np.ndarray) -> None:
+    """Tell the kernel a mapped array is read at random rows (re-scoring reads a few hundred
+    scattered rows per query): no read-ahead, so a cold row costs its own page, not the
+    128 KiB around it. (Pages already in the page cache are still mapped around a fault:
+    they count in RSS but are clean and dropped under memory pressure.)"""
+    mm = getattr(arr, "_mmap", None)
+    advise = getattr(mm, "madvise", None)
+    if advise is not None and hasattr(mmap, "MADV_RANDOM"):
+        advise(mmap.MADV_RANDOM)
