@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -98,3 +99,51 @@ def test_only_checked_exports_are_cached_and_a_cached_one_skips_the_torch_check(
     monkeypatch.setattr(twin, "forward", lambda x: (_ for _ in ()).throw(AssertionError("torch ran")))
     runner = engines.select_engine(twin, "auto", torch.device("cpu"), None, example)
     assert runner is not None and runner.from_cache
+
+
+def test_a_graph_traced_at_a_fixed_size_runs_other_sizes_through_torch(cache: Path) -> None:
+    from torch import nn
+
+    from vgloc.models.extract import extract_descriptors
+
+    class FixedSize(nn.Module):
+        """Like DINOv2: the traced graph keeps the example's size (here a reshape to it)."""
+
+        onnx_fixed_image_size = True
+        descriptor_dim = 4
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h, w = int(x.shape[-2]), int(x.shape[-1])  # int(): constants in the trace
+            pooled = x.reshape(x.shape[0], 3, h * w).mean(-1)
+            return nn.functional.normalize(torch.cat([pooled, pooled[:, :1] * w / h], 1), dim=1)
+
+    model = FixedSize()
+    small, large = torch.rand(1, 3, 8, 12), torch.rand(1, 3, 16, 12)
+    engine = OnnxRuntimeEngine(model, small)
+    assert engine.fixed_hw == (8, 12) and engine.accepts(small) and not engine.accepts(large)
+    assert _cache_path(model, (8, 12)) != _cache_path(model, (16, 12))
+
+    images = [small[0], small[0] * 0.5, large[0], large[0] * 0.5]
+    dataset = [(img, i) for i, img in enumerate(images)]
+    out = extract_descriptors(
+        model, dataset, batches=[[0, 1], [2, 3]], precision="auto", engine="auto", progress=False
+    )
+    with torch.no_grad():
+        ref = torch.cat([model(torch.stack(images[:2])), model(torch.stack(images[2:]))]).numpy()
+    np.testing.assert_allclose(out, ref, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_dinov2_extracts_at_two_sizes_on_the_fast_path(cache: Path) -> None:
+    from vgloc.models.extract import extract_descriptors
+
+    torch.manual_seed(0)
+    model = create_model("dinov2_vits14+gem").eval()
+    images = [torch.rand(3, 42, 56), torch.rand(3, 42, 56), torch.rand(3, 56, 42), torch.rand(3, 56, 42)]
+    dataset = [(img, i) for i, img in enumerate(images)]
+    out = extract_descriptors(
+        model, dataset, batches=[[0, 1], [2, 3]], precision="auto", engine="auto", progress=False
+    )
+    with torch.no_grad():
+        ref = torch.cat([model(torch.stack(images[:2])), model(torch.stack(images[2:]))]).numpy()
+    np.testing.assert_allclose(out, ref, atol=1e-4)

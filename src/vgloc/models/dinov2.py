@@ -140,6 +140,10 @@ class DinoV2Backbone(Backbone):
     patch_embed: Any
     norm: nn.Module
 
+    #: The position-embedding resize is computed from the input size, so an ONNX trace
+    #: bakes that size in (vgloc.models.engines runs other sizes through torch).
+    onnx_fixed_image_size = True
+
     def __init__(self, vit: Any, *, name: str, trainable_blocks: int = 4) -> None:
         super().__init__(name=name, cut="last", out_channels=int(vit.embed_dim), frozen=[])
         self.patch_size = PATCH_SIZE

@@ -72,12 +72,27 @@ def _prune(folder: Path, keep: int) -> None:
         old.unlink(missing_ok=True)
 
 
-def _cache_path(model: nn.Module) -> Path:
-    """Where the ONNX export of ``model`` is cached: a hash of everything the graph depends on."""
+def fixed_image_size(model: nn.Module) -> bool:
+    """Whether tracing ``model`` bakes the input's height and width into the graph.
+
+    A module says so with a true ``onnx_fixed_image_size`` attribute (DINOv2's
+    position-embedding interpolation is computed from the traced size); such an export
+    only takes images of the size it was traced at.
+    """
+    return any(getattr(m, "onnx_fixed_image_size", False) for m in model.modules())
+
+
+def _cache_path(model: nn.Module, image_hw: tuple[int, int] | None = None) -> Path:
+    """Where the ONNX export of ``model`` is cached: a hash of everything the graph depends on.
+
+    ``image_hw`` is part of the key for models whose graph is traced at a fixed size.
+    """
     import onnxruntime as ort
 
     digest = hashlib.sha256()
     digest.update(f"{type(model).__qualname__}|{getattr(model, 'spec', '')}|opset{OPSET}".encode())
+    if image_hw is not None:
+        digest.update(f"|fixed size {image_hw[0]}x{image_hw[1]}".encode())
     digest.update(f"|torch {torch.__version__}|onnxruntime {ort.__version__}".encode())
     for name, tensor in model.state_dict().items():
         t = tensor.detach().cpu().contiguous()
@@ -100,7 +115,9 @@ class OnnxRuntimeEngine:
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        self.cache_path = _cache_path(model)
+        #: (H, W) the graph was traced at, when it only takes that size (None: any size).
+        self.fixed_hw = (int(example.shape[-2]), int(example.shape[-1])) if fixed_image_size(model) else None
+        self.cache_path = _cache_path(model, self.fixed_hw)
         self.from_cache = False
         self._export: bytes | None = None  # an export not yet written to the cache
         if self.cache_path.is_file():
@@ -156,6 +173,10 @@ class OnnxRuntimeEngine:
         except OSError as exc:  # a read-only cache only costs the export next time
             log.warning("could not cache the ONNX export at %s: %s", self.cache_path, exc)
         self._export = None
+
+    def accepts(self, images: Tensor) -> bool:
+        """Whether the exported graph takes a batch of this shape (any, unless traced at a fixed size)."""
+        return self.fixed_hw is None or tuple(images.shape[-2:]) == self.fixed_hw
 
     def __call__(self, images: Tensor) -> Tensor:
         array = np.ascontiguousarray(images.detach().float().cpu().numpy())

@@ -318,9 +318,9 @@ def extract_descriptors(
                 idx = torch.arange(position, position + images.shape[0])
             position += images.shape[0]
             images = preprocess(images.to(dev, non_blocking=True))
-            if runner is not None:
+            if runner is not None and runner.accepts(images):
                 desc = runner(images)
-            else:
+            else:  # torch: no engine, or one traced at another image size
                 if channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
                 with autocast:
