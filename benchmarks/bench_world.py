@@ -6,6 +6,7 @@ neighbours, and checks the report against a plain haversine recomputation from
 
     python benchmarks/bench_world.py --size tiny --model tiny+gem --image-size 72,96
     python benchmarks/bench_world.py --model tiny+gem+fc64 --checkpoint RUN/best_model.pt   # a trained model
+    python benchmarks/bench_world.py --geocell-epochs 4 --geocell-steps 50   # train geocell, then compare
 """
 
 from __future__ import annotations
@@ -19,12 +20,16 @@ from pathlib import Path
 import numpy as np
 
 import vgloc
+from vgloc.config import resolve_config
 from vgloc.data import load_split
 from vgloc.data.synthetic.world import generate_world
 from vgloc.demo import cache_dir
 from vgloc.describers import ExtractionOptions
 from vgloc.evaluation.metrics import KM_THRESHOLDS, accuracy_km_of
+from vgloc.geo import haversine_m
 from vgloc.predict import WORLD_KDE, estimate_positions
+from vgloc.predict.cells import GeoCellClassifier
+from vgloc.training import train
 
 
 def _haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -44,6 +49,15 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=Path, default=None)
     ap.add_argument("--image-size", default="72,96", help="H,W of the rendered views")
     ap.add_argument("--sigmas-km", default="1,4,16,64,256,1024")
+    ap.add_argument(
+        "--geocell-epochs",
+        type=int,
+        default=0,
+        help="first train `geocell` (tiny+gem+fc64, 48x64, this many epochs of --geocell-steps) on the train "
+        "split, then compare its classifier with retrieval on its own descriptor",
+    )
+    ap.add_argument("--geocell-steps", type=int, default=50)
+    ap.add_argument("--geocell-t-img", default="[200, 20]", help="geocell.t_img (coarse to fine)")
     args = ap.parse_args()
     hw = tuple(int(v) for v in args.image_size.split(","))
     root = generate_world(
@@ -54,6 +68,35 @@ def main() -> None:
         progress=False,
         workers=1,
     )
+    classifier = None
+    options = ExtractionOptions(batch_size=32, progress=False)
+    if args.geocell_epochs:
+        run = Path(tempfile.mkdtemp(prefix="bench_world_geocell_"))
+        cfg = resolve_config(
+            "geocell",
+            overrides=[
+                f"data.root={root}",
+                "model.spec=tiny+gem+fc64",
+                "data.image_size=48,64",
+                "data.cache_images=true",
+                "data.validate_images=false",
+                f"schedule.epochs={args.geocell_epochs}",
+                "optim.lr=1e-3",
+                f"geocell.t_img={args.geocell_t_img}",
+                "geocell.min_images=3",
+                "geocell.t_area_km2=1e-5",
+                f"geocell.iterations_per_epoch={args.geocell_steps}",
+                "runtime.device=cpu",
+                "runtime.num_workers=0",
+                "runtime.progress=false",
+                "runtime.tensorboard=false",
+            ],
+        )
+        train(cfg, run_dir=run)
+        classifier = GeoCellClassifier.load(run)
+        args.model, args.checkpoint = "tiny+gem+fc64", run / "best_model.pt"
+        options = ExtractionOptions(image_size=(48, 64), batch_size=32, progress=False)
+        print(f"geocell run {run}: partitions {[p.num_cells for p in classifier.partitions]} cells")
     split = load_split(root, "test", validate=False, progress=False)
     db, queries = split.database, split.queries["queries"]
     with tempfile.TemporaryDirectory() as out:
@@ -64,7 +107,7 @@ def main() -> None:
             checkpoint=args.checkpoint,
             domains=["queries"],
             method="kde",  # world-wide data: WORLD_KDE, top-100 retrieved
-            options=ExtractionOptions(batch_size=32, progress=False),
+            options=options,
             out_dir=out,
             report=False,
         )
@@ -93,6 +136,21 @@ def main() -> None:
                 {"k": WORLD_KDE.k, "m": WORLD_KDE.m, "sigma_km": float(s)},
             )
         )
+    if classifier is not None:
+        qpaths = list(queries.paths)
+        for hier in (False, True):
+            for position in ("mean", "centre"):
+                pred = classifier.predict(qpaths, k=1, position=position, hierarchical=hier, options=options)
+                err = haversine_m(
+                    pred.latlon[:, 0], pred.latlon[:, 1], queries.latlon[:, 0], queries.latlon[:, 1]
+                )
+                acc = accuracy_km_of(err)
+                label = f"geocell {'hierarchical' if hier else 'finest'} partition, cell {position}"
+                print(
+                    f"| {label} | "
+                    + " | ".join(f"{acc[t]:.1f}" for t in KM_THRESHOLDS)
+                    + f" | {float(np.median(err)) / 1000:.1f} |"
+                )
     for label, name, params in configs:
         est = estimate_positions(d.similarities, d.predictions, db, name, **params)
         err = est.errors_m(queries)
