@@ -478,7 +478,7 @@ class Localizer:
         k = max(self.top_k, self.kde.k)
         if self.reranker is not None:
             k = max(k, self.rerank_k)
-        sims, ids = self.index.search(descriptors, k, self.search_params)
+        sims, ids = self.index.search(descriptors, k, self.search_params, device=self.options.device)
         db = self.index.images
         inliers = None
         if self.reranker is not None and query_paths is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -51,3 +53,30 @@ def test_bad_arguments_are_refused() -> None:
         torch_exact_search(db, np.ones((2, 5), np.float32), 1, device="cpu")
     with pytest.raises(ValueError, match="2-D"):
         torch_exact_search(db[0], db, 1, device="cpu")
+
+
+def test_an_exact_index_searches_on_the_describers_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GeoIndex.search(device=cuda) takes the torch path for Flat indexes (CPU stands in for the GPU)."""
+    from vgloc.data.records import GeoImageSet
+    from vgloc.index import GeoIndex, torch_search
+
+    rng = np.random.default_rng(2)
+    db, q = _unit(rng, 40, 8), _unit(rng, 3, 8)
+    paths = [Path(f"{i}.jpg") for i in range(40)]
+    images = GeoImageSet.from_latlon(paths, np.full(40, 55.7), np.linspace(13.1, 13.2, 40))
+    gi = GeoIndex.build(db, images, model_spec="tiny+gem", image_size=None, factory="Flat")
+    ref = gi.search(q, 5)
+    calls: list[str] = []
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(str(kwargs["device"]))
+        return torch_exact_search(*args, **{**kwargs, "device": "cpu"})
+
+    monkeypatch.setattr(torch_search, "torch_exact_search", spy)
+    got = gi.search(q, 5, device="cuda")
+    assert calls == ["cuda"]
+    np.testing.assert_array_equal(got[1], ref[1])
+    np.testing.assert_allclose(got[0], ref[0], atol=1e-5)
+    gi.search(q, 5, device="cpu")  # FAISS on the CPU
+    assert calls == ["cuda"]
+    assert torch_search.searches_on_gpu("cuda:1") and not torch_search.searches_on_gpu(None)

@@ -154,7 +154,7 @@ def evaluate_sets(
     results: dict[str, DomainResult] = {}
     for name, q_set in queries.items():
         q_desc = describer.describe(q_set.paths, options, queries=True)
-        sims, ids = index.search(q_desc, k, search_params)
+        sims, ids = index.search(q_desc, k, search_params, device=options.device)
         if ids.shape[1] < k:  # a database smaller than K: empty slots never match
             pad = ((0, 0), (0, k - ids.shape[1]))
             ids = np.pad(ids, pad, constant_values=-1)

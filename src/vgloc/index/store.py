@@ -40,6 +40,7 @@ from vgloc.index.auto import AUTO_EXACT_MAX, rerank_exact, resolve_factory
 from vgloc.index.faiss_index import (
     DEFAULT_SEARCH_PARAMS,
     build_faiss_index,
+    check_normalized,
     parse_search_params,
 )
 from vgloc.index.faiss_index import search as faiss_search
@@ -68,6 +69,7 @@ from vgloc.index.metadata import (
 )
 from vgloc.index.ondisk import read_descriptors, read_faiss, should_map
 from vgloc.index.pca import apply_chain, check_pca, fit_pca, pca_info, reduce, wrap
+from vgloc.index.torch_search import is_exact, searches_on_gpu
 from vgloc.io import atomic_path
 
 __all__ = [
@@ -303,7 +305,13 @@ class GeoIndex:
     # ----------------------------------------------------------------- search
 
     def search(
-        self, query_desc: np.ndarray, k: int, params: str | None = None, *, strict: bool = False
+        self,
+        query_desc: np.ndarray,
+        k: int,
+        params: str | None = None,
+        *,
+        strict: bool = False,
+        device: str | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` database images per query (an "auto" IVF-PQ index re-scores with the descriptors).
 
@@ -314,6 +322,9 @@ class GeoIndex:
                 (``metadata.search_params``). Parameters that do not apply are skipped
                 unless ``strict``.
             strict: raise when a parameter does not apply to this index.
+            device: where the describer runs; on a CUDA device an exact (``Flat``) index
+                is searched there with torch (:func:`vgloc.index.torch_search.torch_exact_search`,
+                same ids), anything else by FAISS on the CPU.
 
         Returns:
             ``(similarities float32 (Q, k'), ids int64 (Q, k'))``, ``k' = min(k, N)``;
@@ -325,6 +336,12 @@ class GeoIndex:
         """
         use = self._metadata.search_params if params is None else params
         desc = self._descriptors  # re-scoring an auto index's candidates needs the stored descriptors
+        if desc is not None and searches_on_gpu(device) and is_exact(self._index):
+            from vgloc.index.torch_search import torch_exact_search
+
+            assert device is not None  # (searches_on_gpu says so; narrows the type)
+            check_normalized(np.atleast_2d(np.asarray(query_desc, np.float32)), "queries")
+            return torch_exact_search(desc, reduce(self._index, query_desc), k, device=device)
         rerank = int(self._metadata.extra.get("index_choice", {}).get("rerank_candidates", 0))
         if desc is None or not rerank or isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             with self._lock:

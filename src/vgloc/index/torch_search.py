@@ -10,10 +10,25 @@ this function runs there too, which is how its results are tested without a GPU.
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
 import torch
 
-__all__ = ["TORCH_CHUNK_ROWS", "torch_exact_search"]
+__all__ = ["TORCH_CHUNK_ROWS", "is_exact", "searches_on_gpu", "torch_exact_search"]
+
+
+def searches_on_gpu(device: str | torch.device | None) -> bool:
+    """Whether a search for a describer on ``device`` should run there (a CUDA device)."""
+    return device is not None and torch.device(device).type == "cuda"
+
+
+def is_exact(index: faiss.Index) -> bool:
+    """Whether a FAISS index is an exact flat index (possibly behind a PCA pre-transform)."""
+    ix = faiss.downcast_index(index)
+    if isinstance(ix, faiss.IndexPreTransform):
+        ix = faiss.downcast_index(ix.index)
+    return isinstance(ix, faiss.IndexFlat)
+
 
 #: Database rows moved to the device and scored at a time: 262,144 x 512 fp32 is 512 MiB.
 TORCH_CHUNK_ROWS = 262_144
