@@ -97,3 +97,14 @@ def test_an_export_that_differs_is_not_written(tmp_path: Path) -> None:
     assert not out.exists() and list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match="unknown export format"):
         export_model(create_model("tiny+gem"), out, "tflite")
+
+
+def test_onnx_export_of_a_transformer_aggregator(tmp_path: Path) -> None:
+    """BoQ's nn.TransformerEncoderLayer exports through plain ops (its fused eval kernel cannot)."""
+    pytest.importorskip("onnxruntime")
+    from vgloc.models import create_model
+
+    torch.manual_seed(0)
+    report = export_model(create_model("tiny+boq256"), tmp_path / "boq.onnx", "onnx", image_size=(64, 64))
+    assert report.max_abs_diff <= 1e-4 and (tmp_path / "boq.onnx").is_file()
+    assert torch.backends.mha.get_fastpath_enabled()  # the global switch is restored

@@ -15,10 +15,12 @@ here behaves like the one ``precision="auto"`` runs on the CPU.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,6 +160,31 @@ def export_model(
     with torch.no_grad():
         expected = model(example)
     meta = _metadata(model, (size[0], size[1]))
+    with _no_transformer_fastpath():
+        data, got = _export(model, example, fmt, meta)
+    diff = float((got.float() - expected.float()).abs().max())
+    if not diff <= atol:
+        raise ValueError(f"the {fmt} export differs from PyTorch by {diff:.2e} (> {atol:.0e}); not written")
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(data)
+    return ExportReport(Path(out), fmt, (size[0], size[1]), diff, meta)
+
+
+@contextlib.contextmanager
+def _no_transformer_fastpath() -> Iterator[None]:
+    """Trace ``nn.TransformerEncoderLayer`` (BoQ, CricaVPR) through its plain ops: the fused
+    inference kernel ``aten::_transformer_encoder_layer_fwd`` has no ONNX export. Restored after."""
+    mha = torch.backends.mha
+    before = mha.get_fastpath_enabled()
+    mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        mha.set_fastpath_enabled(before)
+
+
+def _export(model: nn.Module, example: Tensor, fmt: str, meta: dict[str, Any]) -> tuple[bytes, Tensor]:
+    """The exported file's bytes and its output on ``example``."""
     if fmt == "onnx":
         data = _onnx_bytes(model, example, meta)
         got = _run_onnx(data, example)
@@ -173,9 +200,4 @@ def export_model(
             data = buf.getvalue()
             with torch.no_grad():
                 got = torch.jit.load(io.BytesIO(data), map_location="cpu")(example)
-    diff = float((got.float() - expected.float()).abs().max())
-    if not diff <= atol:
-        raise ValueError(f"the {fmt} export differs from PyTorch by {diff:.2e} (> {atol:.0e}); not written")
-    with atomic_path(out) as tmp:
-        tmp.write_bytes(data)
-    return ExportReport(Path(out), fmt, (size[0], size[1]), diff, meta)
+    return data, got
