@@ -35,8 +35,9 @@ def _big_vit(bb: str) -> bool:
 
 
 _LIGHT = {"tiny", "resnet18", "resnet18.conv4"}
-# Deeper copies of ResNet-50's code path (same blocks, more of them): slow runs only.
-_DEEP = {"resnet101", "resnet152"}
+# Deeper copies of ResNet-50's code path (same blocks, more of them), ResNet-34 (ResNet-18's
+# blocks) and EfficientNet-B1..B7 (B0's blocks, scaled): slow runs only.
+_DEEP = {"resnet101", "resnet152", "resnet34", *(f"efficientnet_b{i}" for i in range(1, 8))}
 # Small K keeps NetVLAD/CRN cheap; the K=64 default is covered by the fixture tests.
 _AGG_TOKEN = {"netvlad": "netvlad8", "crn": "crn8"}
 
@@ -77,6 +78,9 @@ def test_forward_backward(spec: str) -> None:
     # ViTs need multiples of their patch size; SALAD needs more patches (9x9) than clusters (64).
     mult = int(BACKBONES.metadata(model.model_spec.backbone).get("multiple_of", 1))
     size = 126 if getattr(model, "needs_cls_token", False) else math.ceil(64 / mult) * mult
+    grid = AGGREGATORS.metadata(model.model_spec.aggregator).get("grid")
+    if grid:  # MixVPR's weights fit one feature-map size: grid x the backbone's stride
+        size = grid[0] * int(BACKBONES.metadata(model.model_spec.backbone)["stride"][model.model_spec.cut])
     x = torch.randn(2, 3, size, size)
     out = model(x)
     assert out.shape == (2, model.descriptor_dim)
