@@ -7,7 +7,7 @@ import torch
 
 from vgloc.config import AugmentConfig
 from vgloc.training.augment import TrainAugment
-from vgloc.training.batch_augment import BatchAugment
+from vgloc.training.batch_augment import AugmentingCollate, BatchAugment
 
 SIZE = (40, 56)
 FULL = AugmentConfig(
@@ -71,3 +71,12 @@ def test_bad_input_is_refused() -> None:
         aug(torch.zeros(3, *SIZE, dtype=torch.uint8), [1])
     with pytest.raises(ValueError, match="2 seeds for a batch of 3"):
         aug(torch.zeros(3, 3, *SIZE, dtype=torch.uint8), [1, 2])
+
+
+def test_collate_in_workers_gives_the_device_path_batch() -> None:
+    images, seeds = _batch(5)
+    aug = BatchAugment(FULL, SIZE)
+    samples = [(im, label, s) for label, (im, s) in enumerate(zip(images, seeds, strict=True))]
+    x, labels, got_seeds = AugmentingCollate(aug)(samples)
+    assert labels.tolist() == [0, 1, 2, 3, 4] and got_seeds.tolist() == seeds
+    assert torch.equal(x, aug(images, seeds))

@@ -11,7 +11,8 @@ per-image torchvision transforms over the batch on the device); here colour jitt
 darkening and normalisation are single batched ops with per-sample factors (images are
 grouped by the position of each jitter operation in their random order), and only the
 crop-and-resize, whose output size is fixed but whose input size differs per image, is a
-per-image call.
+per-image call. When training on the CPU with DataLoader workers, :class:`AugmentingCollate`
+runs the same batched ops in the workers instead, overlapping them with the network.
 
 Parameters are drawn exactly as torchvision's ``v2.ColorJitter`` and
 ``v2.RandomResizedCrop`` draw them, in the order :class:`TrainAugment` draws them,
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.utils.data import default_collate
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
@@ -34,7 +36,7 @@ from vgloc.config import AugmentConfig
 from vgloc.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from vgloc.training.augment import augmentation_enabled
 
-__all__ = ["BatchAugment", "SampleParams"]
+__all__ = ["AugmentingCollate", "BatchAugment", "SampleParams"]
 
 # Weights of torchvision's rgb_to_grayscale (ITU-R 601-2 luma), used by its contrast
 # and saturation adjustments.
@@ -200,6 +202,29 @@ class BatchAugment:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(size={self.size}, ranges={self._ranges}, crop_scale={self._scale})"
+
+
+class AugmentingCollate:
+    """A DataLoader ``collate_fn`` that stacks ``(uint8 image, label, seed)`` samples and augments the batch.
+
+    For training on the CPU: there the "device" is the CPU itself, and augmenting each
+    batch in a DataLoader worker (single-threaded, batched ops) overlaps it with the
+    previous step's forward and backward pass instead of adding to it.
+
+    Args:
+        augment: The batched augmentation.
+
+    Shape:
+        - Output: ``((B, 3, H, W) float32, (B,) labels, (B,) seeds)``
+    """
+
+    def __init__(self, augment: BatchAugment) -> None:
+        self.augment = augment
+
+    def __call__(self, samples: Sequence[tuple[Tensor, int, int]]) -> tuple[Tensor, Tensor, Tensor]:
+        """Collate and augment one batch."""
+        images, labels, seeds = default_collate(list(samples))
+        return self.augment(images, seeds), labels, seeds
 
 
 def _gray(x: Tensor) -> Tensor:

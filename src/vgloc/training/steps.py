@@ -298,6 +298,16 @@ class StepMixin:
         return x
 
     @property
+    def augment_in_workers(self) -> bool:
+        """Whether DataLoader workers augment whole batches (CPU training with workers).
+
+        On a GPU the batch is augmented on the device (:meth:`augment_on_device`); on a
+        CPU the device is the CPU, and the workers' batched augmentation overlaps with
+        the main process's forward and backward pass instead of adding to it.
+        """
+        return self.device.type == "cpu" and self.num_workers > 0
+
+    @property
     def accumulation_steps(self) -> int:
         """Micro-batches per optimizer step (``runtime.accumulation_steps``)."""
         return int(self.cfg.runtime.accumulation_steps)

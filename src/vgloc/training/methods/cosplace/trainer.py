@@ -23,7 +23,8 @@ the user did not set adapt to it (:mod:`.adapt`, ``data.adapt``), with a log lin
 
 Augmentation runs on the training device on the whole batch (as CosPlace's default
 GPU augmentation; batched tensor ops, :mod:`vgloc.training.batch_augment`); DataLoader
-workers only decode to ``uint8``. ``runtime.accumulation_steps`` splits each batch into
+workers only decode to ``uint8``. On a CPU with workers, the workers run the same
+batched augmentation on their batch (it then overlaps with the network). ``runtime.accumulation_steps`` splits each batch into
 micro-batches (same update, less memory).
 
 Deviations: training images are resized to ``data.image_size`` (CosPlace requires 512x512 files);
@@ -48,7 +49,7 @@ from vgloc.config import ConfigError, TrainConfig
 from vgloc.losses.margin import MarginHead
 from vgloc.training.adapt import AdaptationPlan
 from vgloc.training.augment import ImageLoader, TrainAugment
-from vgloc.training.batch_augment import BatchAugment
+from vgloc.training.batch_augment import AugmentingCollate, BatchAugment
 from vgloc.training.engine import Trainer, TrainResult
 from vgloc.training.methods.cosplace.adapt import plan_cosplace
 from vgloc.training.methods.cosplace.groups import ClassGroup, build_cosplace_groups
@@ -270,18 +271,23 @@ class CosPlaceTrainer(Trainer):
         batches = CosPlaceBatches(
             self.groups[gi], c.batch_size, seed, epoch, self.dist.rank, self.dist.world_size
         )
+        in_workers = self.augment_in_workers
         loader = DataLoader(
             _KeyedImages(self.loader),
             batch_sampler=_BatchRange(batches, start_step, c.iterations_per_epoch),
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
             generator=self.loader_generator(seed, _LOADER_STREAM, epoch),
+            collate_fn=AugmentingCollate(self.batch_augment) if in_workers else None,
         )
         optimizers = [self.optimizer, self.classifier_optimizers[gi]]
         params = list(head.parameters())
         k = self.accumulation_steps
         for images, labels, seeds in loader:
-            x = self.augment_on_device(self.batch_augment, images, seeds)
+            if in_workers:
+                x = self.to_device(images)
+            else:
+                x = self.augment_on_device(self.batch_augment, images, seeds)
             y = labels.to(self.device, non_blocking=True)
             closures = [
                 functools.partial(self._loss, head, xs, ys)
