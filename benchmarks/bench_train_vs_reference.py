@@ -2,8 +2,9 @@
 
 Both train the same model (ResNet-18 + GeM + FC 512, randomly initialised: no
 ImageNet download here) on the same images with the same recipe settings: batch 32,
-one group holding every class of at least ``--min-images`` images (``M=10 m``,
-``alpha=30``, ``N=L=1``, ``groups_num=1``), CosFace s=30 m=0.4, Adam 1e-5 / 0.01,
+one group holding every class of at least ``--min-images`` images (``M=20 m``,
+``alpha=90`` by default, for the city's panorama spacing; ``N=L=1``,
+``groups_num=1``), CosFace s=30 m=0.4, Adam 1e-5 / 0.01,
 ColorJitter(0.7, 0.7, 0.7, 0.5) + RandomResizedCrop(scale 0.5-1) + normalisation,
 ``--iterations`` steps at ``--size`` px, fp32 on the CPU (each tool's defaults for
 everything else, e.g. decoding workers; ``--workers`` sets both).
@@ -117,6 +118,8 @@ def build_layout(work: Path, city_size: str, n_eval: int) -> tuple[Path, Path]:
     link_all(val_db, cp / "test" / "database")
     link_all(val_q, cp / "test" / "queries_v1")
     link_all(train, vg / "train" / "database")
+    # vgloc's train split has a query folder too (unused by CosPlace training).
+    link_all(sorted((images / "train" / "queries").glob("*.jpg"))[:n_eval], vg / "train" / "queries")
     link_all(val_db, vg / "val" / "database")
     link_all(val_q, vg / "val" / "queries")
     return cp, vg.parent
@@ -162,6 +165,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--size", type=int, default=224, help="training crop (px, square)")
     ap.add_argument("--min-images", type=int, default=2, help="min_images_per_class of both")
+    # The synthetic city has one panorama every 7.5-24 m with 4 headings 90 degrees apart:
+    # 10 m x 30 degree classes would hold one image each.
+    ap.add_argument("--M", type=int, default=20, help="class cell side (m) of both")
+    ap.add_argument("--alpha", type=int, default=90, help="class heading sector (degrees) of both")
     ap.add_argument(
         "--workers", type=int, default=None, help="decoding workers of both (default: each tool's)"
     )
@@ -185,7 +192,14 @@ def main() -> None:
     cp_root, vg_root = build_layout(work, args.city, args.n_eval)
     b, it = args.batch_size, args.iterations
 
-    common = {"M": 10, "alpha": 30, "N": 1, "L": 1, "groups_num": 1, "min_images_per_class": args.min_images}
+    common = {
+        "M": args.M,
+        "alpha": args.alpha,
+        "N": 1,
+        "L": 1,
+        "groups_num": 1,
+        "min_images_per_class": args.min_images,
+    }
     ref_cmd = [sys.executable, "-c", _LAUNCHER, str(args.anchors.resolve()), str(work / "ref_stamps.json")]
     ref_cmd += ["--train_set_folder", str(cp_root / "train"), "--val_set_folder", str(cp_root / "val")]
     ref_cmd += ["--test_set_folder", str(cp_root / "test"), "--device", "cpu", "--backbone", "ResNet18"]

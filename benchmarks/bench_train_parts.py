@@ -1,0 +1,108 @@
+"""Where a CPU training step's time goes, before and after issue 10's changes, measured interleaved.
+
+Three parts of a CosPlace step at ``--size`` px, batch ``--batch-size``, ResNet-18 + GeM +
+FC 512 with the early layers frozen:
+
+* augmentation of a batch: per image with torchvision in a worker (``TrainAugment``,
+  before) against the batched on-device ops (``BatchAugment``, after);
+* the update: Adam over the trainable parameters, torch's default kernels (before)
+  against ``fused=True`` (after);
+* forward + backward in fp32, contiguous (NCHW) against channels_last.
+
+Each pair runs alternately ``--repeats`` times; the median seconds of each are printed.
+
+    nice python benchmarks/bench_train_parts.py --repeats 3 --out benchmarks/results/train_parts.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from _machine import command_line, machine_info, write_results  # benchmarks/ is on sys.path
+
+from vgloc.config import resolve_config
+from vgloc.losses import create_margin_head
+from vgloc.models import create_model, freeze_early_layers
+from vgloc.training.augment import TrainAugment
+from vgloc.training.batch_augment import BatchAugment
+
+
+def seconds(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    b, size = args.batch_size, (args.size, args.size)
+
+    cfg = resolve_config("cosplace").augment
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (b, 3, *size), dtype=torch.uint8, generator=g)
+    seeds = [int(s) for s in torch.randint(0, 2**62, (b,), generator=g)]
+    per_image, batched = TrainAugment(cfg, size), BatchAugment(cfg, size)
+
+    torch.manual_seed(0)
+    model = create_model("resnet18+gem+fc512").train()
+    freeze_early_layers(model)
+    head = create_margin_head("cosface", 512, 300)
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = [torch.randn_like(p) for p in params]
+    plain_opt = torch.optim.Adam(params, lr=1e-5)
+    fused_opt = torch.optim.Adam(params, lr=1e-5, fused=True)
+    x = torch.randn(b, 3, *size, generator=g)
+    y = torch.randint(0, 300, (b,), generator=g)
+
+    def opt_step(opt: torch.optim.Optimizer) -> None:
+        for p, gr in zip(params, grads, strict=True):
+            p.grad = gr
+        opt.step()
+
+    def fwd_bwd(nhwc: bool) -> None:
+        model.to(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
+        inp = x.contiguous(memory_format=torch.channels_last) if nhwc else x
+        head.loss(model(inp), y).backward()
+        model.zero_grad(set_to_none=True)
+
+    pairs: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
+        "augmentation": (
+            lambda: torch.stack([per_image(im, s) for im, s in zip(images, seeds, strict=True)]),
+            lambda: batched(images, seeds),
+        ),
+        "adam_update": (lambda: opt_step(plain_opt), lambda: opt_step(fused_opt)),
+        "forward_backward_fp32": (lambda: fwd_bwd(False), lambda: fwd_bwd(True)),
+    }
+    for before, after in pairs.values():  # warm-up (lazy imports, first-call allocations)
+        before()
+        after()
+    results = {}
+    for name, (before, after) in pairs.items():
+        tb, ta = [], []
+        for _ in range(args.repeats):
+            tb.append(seconds(before))
+            ta.append(seconds(after))
+        mb, ma = statistics.median(tb), statistics.median(ta)
+        results[name] = {"before_s": round(mb, 4), "after_s": round(ma, 4), "speedup": round(mb / ma, 2)}
+        print(f"{name:24s} before {mb:8.3f} s  after {ma:8.3f} s  {mb / ma:5.2f}x", flush=True)
+    labels = {"augmentation": "per-image -> batched", "adam_update": "default -> fused",
+              "forward_backward_fp32": "NCHW -> channels_last"}  # fmt: skip
+    out = {"command": command_line(), "machine": machine_info(), "batch": b, "size": args.size,
+           "labels": labels, "results": results}  # fmt: skip
+    print(json.dumps(results, indent=1))
+    write_results(args.out, **out)
+
+
+if __name__ == "__main__":
+    main()
