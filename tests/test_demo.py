@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from vgloc.cli import main
 from vgloc.demo import DemoResult, cache_dir, run_demo
@@ -36,9 +37,10 @@ def test_demo_trains_and_shows_both_models_side_by_side(trained_demo: DemoResult
     assert demo.trained is not None and demo.training is not None, demo.note
     assert demo.training.checkpoint is not None and demo.training.checkpoint.is_file()
     assert demo.training.epochs == 1 and demo.training.best_epoch == 1
-    # trained on the city's train split, selected on val: the run's own config says so
-    config = (demo.training.run_dir / "config.yaml").read_text()
-    assert str(demo.dataset) in config
+    # trained on this city from random weights, like the untrained row: the run's own config says so
+    config = yaml.safe_load((demo.training.run_dir / "config.yaml").read_text())
+    assert config["data"]["root"] == str(demo.dataset)
+    assert config["model"] == {**config["model"], "spec": "tiny+gem", "pretrained": False}
     assert demo.trained.split == demo.result.split == "test"
     assert set(demo.trained.domains) == set(demo.result.domains) == DOMAINS
     # the trained weights are not the random ones: the similarities of the same queries change

@@ -93,7 +93,8 @@ def train_demo_model(
     Args:
         city: a dataset root with ``images/{train,val}/{database,queries}``.
         run_dir: the training run folder to create.
-        model: the model spec to train from random initialisation (e.g. ``tiny+gem``).
+        model: the model spec to train from random initialisation (``model.pretrained=false``,
+            even for backbones with ImageNet weights), e.g. ``tiny+gem``.
         minutes: the wall-clock budget (> 0).
         seed: the run's seed (weights, sampling, augmentation).
         device: ``cpu`` or a CUDA device.
@@ -114,6 +115,9 @@ def train_demo_model(
     overrides = [
         f"data.root={Path(city)}",
         f"model.spec={model}",
+        # Random initialisation like the untrained row (the recipes start from ImageNet where a
+        # backbone has torchvision weights): training is then the only difference between them.
+        "model.pretrained=false",
         f"schedule.max_minutes={minutes:g}",
         f"runtime.seed={seed}",
         f"runtime.device={device}",
