@@ -85,7 +85,8 @@ def test_list_models_rows_and_pattern() -> None:
     assert rows["resnet50"].dim == "2048" and rows["resnet50"].kind == "backbone"
     assert rows["resnet50.conv4"].dim == "1024"
     # The CLI prints rows through vars().
-    assert list(vars(rows["resnet50"])) == ["kind", "name", "dim", "description"]
+    fields = ["kind", "name", "dim", "description", "spec", "eval_size", "normalize", "source"]
+    assert list(vars(rows["resnet50"])) == fields
     assert all(n.startswith("resnet50") for n in rows)
     kinds = {r.kind for r in list_models()}
     assert kinds == {"backbone", "aggregator", "head", "weights"}
