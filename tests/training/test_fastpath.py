@@ -56,11 +56,14 @@ def test_auto_precision_on_cuda() -> None:
         resolve_precision("fp8", CPU)
 
 
-def test_channels_last_follows_precision_unless_set() -> None:
-    assert resolve_channels_last(None, "fp32") is False
-    assert resolve_channels_last(None, "bf16") is True
-    assert resolve_channels_last(True, "fp32") is True
-    assert resolve_channels_last(False, "fp16") is False
+def test_channels_last_follows_precision_and_device_unless_set() -> None:
+    cuda = torch.device("cuda")
+    assert resolve_channels_last(None, "fp32", cuda) is False
+    assert resolve_channels_last(None, "fp16", cuda) is True
+    assert resolve_channels_last(None, "fp32", CPU) is True
+    assert resolve_channels_last(None, "bf16", CPU) is True
+    assert resolve_channels_last(True, "fp32", cuda) is True
+    assert resolve_channels_last(False, "bf16", CPU) is False
 
 
 def test_fused_kernels_only_where_torch_has_them() -> None:

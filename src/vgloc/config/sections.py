@@ -220,7 +220,7 @@ class RuntimeConfig:
             ``fp16`` (CUDA autocast with a GradScaler) or ``bf16`` (autocast on CPU
             or CUDA, no scaler).
         channels_last: NHWC memory format (faster convolutions on recent hardware);
-            None: on with autocast (CPU or CUDA), off for fp32.
+            None: on with autocast and on CPUs, off for fp32 on CUDA.
         compile: ``torch.compile`` the training network (off by default: compiling
             costs minutes on a small CPU; see docs/training_speed.md).
         accumulation_steps: Split each step's batch into this many equal

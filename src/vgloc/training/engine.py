@@ -337,7 +337,7 @@ class Trainer(StepMixin, ABC):
             )
         seed_everything(cfg.runtime.seed)
         self.precision = resolve_precision(cfg.runtime.precision, self.device)
-        self.channels_last = resolve_channels_last(cfg.runtime.channels_last, self.precision)
+        self.channels_last = resolve_channels_last(cfg.runtime.channels_last, self.precision, self.device)
         self.amp_dtype = configure_backends(cfg, self.device, self.precision)
         self.logger = RunLogger(
             self.run_dir,
