@@ -61,3 +61,39 @@ def test_readme_python_example_runs_as_printed(
     assert "| queries |" in out and "R@1" in out
     for name in ("results.json", "predictions.csv", "report.html"):
         assert (tmp_path / "results" / name).is_file()
+
+
+def readme_command_lines() -> list[str]:
+    """Every ``vgloc ...`` command line in README's bash blocks.
+
+    Comments are cut, continuation lines joined, and usage-style ``[--option VALUE]``
+    parts dropped (they show what may be added).
+    """
+    text = README.read_text(encoding="utf-8")
+    lines: list[str] = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        joined = re.sub(r"\\\n\s*", " ", block)
+        for line in joined.splitlines():
+            code = line.split("  #")[0].split(" # ")[0]
+            code = re.sub(r"\s*\[[^\]]*\]", "", code).strip()  # usage-style [--optional VALUE]
+            if code.startswith("torchrun "):
+                code = "vgloc " + code.split("-m vgloc.cli ", 1)[1]
+            if code.startswith("vgloc "):
+                lines.append(code)
+    return lines
+
+
+def test_every_readme_command_line_parses() -> None:
+    """Each command line README shows is accepted by the CLI's parser, options included."""
+    import shlex
+
+    from vgloc.cli import build_parser
+
+    lines = readme_command_lines()
+    assert len(lines) >= 10 and any(ln.startswith("vgloc serve ") for ln in lines)
+    parser = build_parser()
+    for line in lines:
+        try:
+            parser.parse_args(shlex.split(line)[1:])
+        except SystemExit as exc:  # argparse reports a bad line by exiting
+            raise AssertionError(f"README command does not parse: {line}") from exc
