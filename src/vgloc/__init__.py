@@ -37,7 +37,7 @@ __all__ = [
 
 # name -> the module that defines it (imported on first use).
 _LAZY = {
-    "build_index": "vgloc.localizer",
+    "build_index": "vgloc.indexing",
     "Localizer": "vgloc.localizer",
     "locate": "vgloc.api",
     "evaluate": "vgloc.evaluation",

@@ -23,7 +23,8 @@ import numpy as np
 
 from vgloc.describers import DEFAULT_IMAGE_SIZE, Describer, ExtractionOptions, resolve_describer
 from vgloc.evaluation import DomainResult, EvalResult, RerankedDomain, evaluate
-from vgloc.localizer import Localizer, build_index, check_photo_files
+from vgloc.indexing import build_index
+from vgloc.localizer import Localizer, check_photo_files
 from vgloc.predict import DEFAULT_KDE, KDEParams, Prediction
 
 if TYPE_CHECKING:

@@ -25,8 +25,8 @@ from vgloc.demo_report import comparison_table, write_comparison_report
 from vgloc.demo_training import DemoTraining, train_demo_model
 from vgloc.describers import ExtractionOptions
 from vgloc.evaluation import EvalResult, evaluate
+from vgloc.indexing import build_index
 from vgloc.io import cache_dir, write_text_atomic  # cache_dir re-exported: benchmarks and tests use it
-from vgloc.localizer import build_index
 
 if TYPE_CHECKING:
     from vgloc.data.records import GeoImageSet

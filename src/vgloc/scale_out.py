@@ -106,7 +106,7 @@ def build_shard(
     Returns:
         The shard directory written.
     """
-    from vgloc.localizer import _as_image_set, describe_database
+    from vgloc.indexing import _as_image_set, describe_database
 
     options = options or ExtractionOptions()
     if rank.world_size > 1 and options.device.startswith("cuda") and ":" not in options.device:

@@ -204,7 +204,7 @@ def _merge(args: argparse.Namespace) -> None:
 
 def run_add(args: argparse.Namespace) -> int:
     """Append new images with :func:`vgloc.localizer.add_to_index`."""
-    from vgloc.localizer import add_to_index
+    from vgloc.indexing import add_to_index
 
     index, added = add_to_index(
         args.index,

@@ -137,7 +137,7 @@ def evaluate_sets(
     kde = kde_params_for(kde, database)  # k=100, m=10, sigma=4 km on world-wide data left at defaults
     options = describer.resolve_options(options)  # "auto" size -> the describer's own
     if index is None:
-        from vgloc.localizer import default_search_params
+        from vgloc.indexing import default_search_params
 
         db_desc = describer.describe(database.paths, options)
         index = GeoIndex.build(

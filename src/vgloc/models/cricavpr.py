@@ -25,13 +25,13 @@ batch behaviour (what their evaluation does with its batches).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
-from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from vgloc.models.aggregators import Aggregator
@@ -40,7 +40,6 @@ from vgloc.models.published import Preprocessing, PublishedModel
 from vgloc.registry import AGGREGATORS, BACKBONES, PUBLISHED_MODELS
 
 __all__ = [
-    "AdapterBlock",
     "AdapterDinoV2Backbone",
     "CricaVPRAggregator",
     "MulConvAdapter",
@@ -97,25 +96,34 @@ class MulConvAdapter(nn.Module):
         return out_
 
 
-class AdapterBlock(Block):
-    """timm's ViT block plus CricaVPR's adapter in the MLP branch.
+@functools.cache
+def adapter_block_class() -> type[nn.Module]:
+    """timm's ViT block plus CricaVPR's adapter in the MLP branch (the class, built once).
 
+    Built on first use so that importing vgloc does not import timm (about a second).
     ``x + ls1(attn(norm1(x)))``, then ``x + ls2(mlp(norm2(x)) + 0.2 * adapter(norm2(x)))``.
     """
+    from timm.models.vision_transformer import Block
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.adapter = MulConvAdapter(int(kwargs["dim"]))
+    class AdapterBlock(Block):
+        """timm's ViT block plus CricaVPR's adapter in the MLP branch."""
 
-    def forward(self, x: Tensor, grid: tuple[int, int]) -> Tensor:  # type: ignore[override]
-        """``(B, 1 + h*w, C)`` -> same; ``grid`` is the patch grid ``(h, w)``."""
-        x = x + self.ls1(self.attn(self.norm1(x)))
-        y = self.norm2(x)
-        return x + self.ls2(self.mlp(y) + 0.2 * self.adapter(y, grid))
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.adapter = MulConvAdapter(int(kwargs["dim"]))
+
+        def forward(self, x: Tensor, grid: tuple[int, int]) -> Tensor:  # type: ignore[override]
+            """``(B, 1 + h*w, C)`` -> same; ``grid`` is the patch grid ``(h, w)``."""
+            x = x + self.ls1(self.attn(self.norm1(x)))
+            y = self.norm2(x)
+            out: Tensor = x + self.ls2(self.mlp(y) + 0.2 * self.adapter(y, grid))
+            return out
+
+    return AdapterBlock
 
 
 class AdapterDinoV2Backbone(DinoV2Backbone):
-    """DINOv2 with :class:`AdapterBlock` blocks (CricaVPR's backbone).
+    """DINOv2 with adapter blocks (:func:`adapter_block_class`; CricaVPR's backbone).
 
     :meth:`freeze_early_layers` freezes every backbone parameter except the adapters,
     as CricaVPR's ``train.py`` does.
@@ -151,7 +159,7 @@ def _build_adapter_backbone(cut: str, pretrained: bool | str) -> DinoV2Backbone:
         pretrained,
         backbone_cls=AdapterDinoV2Backbone,
         registry_name="dinov2_vitb14_adapter",
-        block_fn=AdapterBlock,
+        block_fn=adapter_block_class(),
         init_values=1.0,
     )
 
