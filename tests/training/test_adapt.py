@@ -155,6 +155,27 @@ def test_image_size_follows_smaller_images(tmp_path: Path) -> None:
     assert image_size_adaptation(cfg, [big]) == []  # larger images: the recipe's size is kept
 
 
+def test_image_size_is_rounded_to_what_a_dinov2_backbone_takes(tmp_path: Path) -> None:
+    from vgloc.training.adapt import size_multiple
+
+    assert size_multiple("dinov2_vits14+salad") == 14 and size_multiple("salad") == 14
+    assert size_multiple("resnet18+gem+fc512") == 1
+    p = tmp_path / "0.jpg"
+    Image.new("RGB", (256, 192)).save(p)
+    cfg = resolve_config("cosplace", overrides=["model.spec=dinov2_vits14+salad"])
+    [change] = image_size_adaptation(cfg, [p])
+    assert change.value == (182, 252) and "multiples of 14" in change.reason
+    big = tmp_path / "big.jpg"
+    Image.new("RGB", (1024, 1024)).save(big)
+    [change] = image_size_adaptation(cfg, [big])  # the recipe's 512x512, rounded down
+    assert change.value == (504, 504)
+    explicit = resolve_config(
+        "cosplace", overrides=["model.spec=dinov2_vits14+salad", "data.image_size=200,200"]
+    )
+    with pytest.raises(ValueError, match="multiples of 14"):
+        image_size_adaptation(explicit, [p])
+
+
 def test_the_log_line_says_what_changed_and_why(caplog: pytest.LogCaptureFixture) -> None:
     cfg = resolve_config("cosplace")
     with caplog.at_level(logging.INFO, logger="vgloc"):

@@ -25,7 +25,7 @@ from typing import Any
 
 from vgloc.config import TrainConfig
 
-__all__ = ["Adaptation", "AdaptationPlan", "apply_adaptations", "image_size_adaptation"]
+__all__ = ["Adaptation", "AdaptationPlan", "apply_adaptations", "image_size_adaptation", "size_multiple"]
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +105,30 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+def size_multiple(spec: str) -> int:
+    """The number input sides must be multiples of for ``spec``'s backbone (14 for DINOv2, else 1).
+
+    ``spec`` may be a spec string or a published model's name (its spec is used).
+    """
+    import vgloc.models  # noqa: F401  (registers the backbones and published models)
+    from vgloc.models.spec import ModelSpec
+    from vgloc.registry import BACKBONES, PUBLISHED_MODELS
+
+    name = spec.strip().lower()
+    if name in PUBLISHED_MODELS:
+        name = PUBLISHED_MODELS.get(name).spec
+    try:
+        parsed = ModelSpec.parse(name)
+    except ValueError:  # not a spec (the model check reports it); no constraint here
+        return 1
+    return int(BACKBONES.metadata(parsed.backbone).get("multiple_of", 1))
+
+
 def image_size_adaptation(
     cfg: TrainConfig, paths: Sequence[str | Path], samples: int = 5
 ) -> list[Adaptation]:
-    """``data.image_size`` -> the images' size when it is larger than them in both dimensions.
+    """``data.image_size`` -> the images' size when it is larger than them in both dimensions,
+    rounded down to the multiple the backbone needs (14 for DINOv2).
 
     Args:
         cfg: The configuration.
@@ -118,25 +138,37 @@ def image_size_adaptation(
 
     Returns:
         Zero or one :class:`Adaptation`.
-    """
-    if cfg.is_explicit("data.image_size") or not paths:
-        return []
-    from PIL import Image
 
-    step = max(1, len(paths) // samples)
-    heights, widths = [], []
-    for p in list(paths)[::step][:samples]:
-        with Image.open(p) as im:
-            widths.append(im.width)
-            heights.append(im.height)
-    h, w = max(heights), max(widths)
+    Raises:
+        ValueError: an explicitly set ``data.image_size`` the backbone cannot take.
+    """
+    k = size_multiple(cfg.model.spec)
     ch, cw = cfg.data.image_size
-    if h <= ch and w <= cw and (h, w) != (ch, cw):
-        return [
-            Adaptation(
-                "data.image_size",
-                (h, w),
-                f"the training images are {h}x{w}, smaller than {ch}x{cw}: upsampling adds no detail",
+    if cfg.is_explicit("data.image_size"):
+        if k > 1 and (ch % k or cw % k):
+            raise ValueError(
+                f"data.image_size {ch}x{cw} does not fit {cfg.model.spec}: its sides must be multiples "
+                f"of {k} (e.g. {max(k, ch // k * k)}x{max(k, cw // k * k)})"
             )
-        ]
-    return []
+        return []
+    target, reason = (ch, cw), ""
+    if paths:
+        from PIL import Image
+
+        step = max(1, len(paths) // samples)
+        heights, widths = [], []
+        for p in list(paths)[::step][:samples]:
+            with Image.open(p) as im:
+                widths.append(im.width)
+                heights.append(im.height)
+        h, w = max(heights), max(widths)
+        if h <= ch and w <= cw and (h, w) != (ch, cw):
+            target = (h, w)
+            reason = f"the training images are {h}x{w}, smaller than {ch}x{cw}: upsampling adds no detail"
+    rounded = (max(k, target[0] // k * k), max(k, target[1] // k * k))
+    if rounded != target:
+        why = f"{cfg.model.spec} takes sides that are multiples of {k}"
+        reason = f"{reason}; {why}" if reason else why
+    if rounded == (ch, cw):
+        return []
+    return [Adaptation("data.image_size", rounded, reason)]
