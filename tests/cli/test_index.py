@@ -23,30 +23,24 @@ def _first_half(db_dir: Path, dest: Path) -> list[Path]:
     return files
 
 
-def test_index_add_describes_only_new_images(
-    tiny_city_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _index_of_first_half(tiny_city_root: Path, tmp_path: Path) -> tuple[Path, list[Path], Path, list[str]]:
+    """``vgloc index build`` over the first half of the tiny city's test database.
+
+    Returns ``(database folder, all its files, index dir, --run-dir args)``.
+    """
     db_dir = tiny_city_root / "images" / "test" / "database"
     files = _first_half(db_dir, tmp_path / "half")
     idx = tmp_path / "city.idx"
     run = ["--run-dir", str(tmp_path / "run")]
-    assert (
-        main(
-            [
-                "index",
-                "build",
-                "--images",
-                str(tmp_path / "half"),
-                "--model",
-                "tiny+gem",
-                "--out",
-                str(idx),
-                *COMMON,
-                *run,
-            ]
-        )
-        == 0
-    )
+    build = ["index", "build", "--images", str(tmp_path / "half"), "--model", "tiny+gem", "--out", str(idx)]
+    assert main([*build, *COMMON, *run]) == 0
+    return db_dir, files, idx, run
+
+
+def test_index_add_describes_only_new_images(
+    tiny_city_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db_dir, files, idx, run = _index_of_first_half(tiny_city_root, tmp_path)
     before = GeoIndex.load(idx)
     assert len(before.images) == len(files) // 2
     assert before.metadata.faiss_factory == "Flat"  # "auto" on a small set
@@ -75,27 +69,7 @@ def test_index_add_describes_only_new_images(
 
 
 def test_index_add_refuses_another_describer(tiny_city_root: Path, tmp_path: Path) -> None:
-    db_dir = tiny_city_root / "images" / "test" / "database"
-    _first_half(db_dir, tmp_path / "half")
-    idx = tmp_path / "city.idx"
-    run = ["--run-dir", str(tmp_path / "run")]
-    assert (
-        main(
-            [
-                "index",
-                "build",
-                "--images",
-                str(tmp_path / "half"),
-                "--model",
-                "tiny+gem",
-                "--out",
-                str(idx),
-                *COMMON,
-                *run,
-            ]
-        )
-        == 0
-    )
+    db_dir, _files, idx, _run = _index_of_first_half(tiny_city_root, tmp_path)
     with pytest.raises(IndexMismatchError):
         add_to_index(idx, db_dir, model="tiny+netvlad8")
     ckpt = tmp_path / "other.pt"
