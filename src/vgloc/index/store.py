@@ -17,8 +17,11 @@ version, with missing, truncated or corrupted files, or whose parts disagree
 expected, what was found and the file at fault. Nothing is ever unpickled.
 
 The metadata and its errors live in :mod:`vgloc.index.metadata`, the file helpers
-and the Parquet image table in :mod:`vgloc.index.files`; their public names are
-re-exported here.
+and the Parquet image table in :mod:`vgloc.index.files`, reading with memory maps in
+:mod:`vgloc.index.ondisk`, PCA in :mod:`vgloc.index.pca`, GPU search in
+:mod:`vgloc.index.torch_search`; their public names are re-exported here. What stays
+(just over 500 lines) is the one class whose build, search, save and load must agree on
+the directory's contents, which is why it is not split further.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Snapshots for model soups: the model after every epoch, as ``snapshots/epoch_XXX.pt``.
+"""Snapshots for model soups: the model after every epoch, as ``snapshots/epoch_001.pt`` and so on.
 
 ``--set snapshots.enabled=true`` saves the exported model (a vgloc model file, the
 same format as ``best_model.pt``, loadable by :func:`vgloc.models.load_model`) after
@@ -37,7 +37,7 @@ class SnapshotsConfig:
 
 
 def snapshot_path(run_dir: str | Path, epoch: int) -> Path:
-    """``<run_dir>/snapshots/epoch_XXX.pt`` of a 1-based epoch."""
+    """``<run_dir>/snapshots/epoch_007.pt`` for 1-based epoch 7 (three digits, zero-padded)."""
     return Path(run_dir) / "snapshots" / f"epoch_{epoch:03d}.pt"
 
 
@@ -55,7 +55,7 @@ class SnapshotsAddon(TrainerAddon):
         self.saved: list[int] = []
 
     def on_epoch_end(self, epoch: int, row: Mapping[str, Any]) -> None:
-        """Save ``snapshots/epoch_XXX.pt`` when ``epoch`` is a multiple of ``every``."""
+        """Save the epoch's snapshot (:func:`snapshot_path`) when ``epoch`` is a multiple of ``every``."""
         trainer = self.trainer
         assert trainer is not None, "setup() was not called"
         if epoch % self.config.every:
@@ -109,7 +109,7 @@ register_addon(
         name="snapshots",
         config_class=SnapshotsConfig,
         addon="vgloc.training.addons.snapshots:SnapshotsAddon",
-        help="save the model after every epoch as snapshots/epoch_XXX.pt (for model soups)",
+        help="save the model after every epoch as snapshots/epoch_001.pt, epoch_002.pt, ... (for model soups)",
         resumable=True,
         check=check_snapshots,
     )
