@@ -41,20 +41,6 @@ DEFAULT_DEMO_MODEL = "tiny+gem"
 DEFAULT_TRAIN_MINUTES = 1.5
 
 
-def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU runs bf16 convolutions natively (AVX-512 BF16 or AMX).
-
-    There, bf16 autocast with channels-last is 2-2.5x faster than fp32 for a ResNet,
-    with descriptors at cosine 0.99999 of fp32 (BENCHMARKS.md).
-    """
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = fh.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 @dataclass
 class DemoResult:
     """What the demo produced.
@@ -138,14 +124,8 @@ def run_demo(
     root = generate_city(root, size=size, seed=seed, progress=progress)
     log.info("synthetic city ready at %s (%.0f s)", root, time.perf_counter() - t0)
     if options is None:
-        fast = cpu_has_fast_bf16()
-        options = ExtractionOptions(
-            image_size=None,
-            batch_size=32,
-            precision="bf16" if fast else "auto",
-            channels_last=fast,
-            progress=progress,
-        )
+        # precision "auto" is the hardware's fast path (vgloc.models.extract.resolve_fast_path).
+        options = ExtractionOptions(image_size=None, batch_size=32, precision="auto", progress=progress)
     bench = load_split(root, "test", progress=progress)
     untrained_dir = out / "untrained"
     index_path = untrained_dir / "index"
