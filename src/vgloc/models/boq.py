@@ -44,13 +44,13 @@ from vgloc.models.backbones import Backbone
 from vgloc.models.dinov2 import (
     DINOV2_ARCHS,
     DINOV2_EVAL,
-    PATCH_SIZE,
     DinoV2Backbone,
     build_dinov2,
     dinov2_keys_to_vgloc,
+    register_dinov2_backbone,
 )
 from vgloc.models.published import Preprocessing, PublishedModel
-from vgloc.registry import AGGREGATORS, BACKBONES, PUBLISHED_MODELS
+from vgloc.registry import AGGREGATORS, PUBLISHED_MODELS
 
 __all__ = ["BoQ", "BoQBlock", "DinoV2NoNorm", "convert_boq_dinov2_keys", "convert_boq_resnet50_keys"]
 
@@ -229,25 +229,18 @@ class DinoV2NoNorm(DinoV2Backbone):
 
 
 def _register_nonorm(arch: str) -> None:
-    timm_name, dim, _depth, params = DINOV2_ARCHS[arch]
+    params = DINOV2_ARCHS[arch][3]
     name = f"{arch}_nonorm"
 
     def build(cut: str, pretrained: bool | str) -> Backbone:
         return build_dinov2(arch, pretrained, 2, backbone_cls=DinoV2NoNorm, registry_name=name)
 
-    build.__name__ = f"build_{name}"
-    BACKBONES.register(
+    register_dinov2_backbone(
         name,
+        arch,
         build,
-        channels={"last": dim},
-        default_cut="last",
-        stride={"last": PATCH_SIZE},
-        multiple_of=PATCH_SIZE,
-        timm=timm_name,
-        description=(
-            f"{arch} ({params} params) without the final LayerNorm, last 2 blocks trainable "
-            "(BoQ's DINOv2 wrapper); input sides multiples of 14"
-        ),
+        f"{arch} ({params} params) without the final LayerNorm, last 2 blocks trainable "
+        "(BoQ's DINOv2 wrapper); input sides multiples of 14",
     )
 
 

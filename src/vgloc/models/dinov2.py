@@ -37,7 +37,7 @@ them outside autograd).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import torch
@@ -56,6 +56,7 @@ __all__ = [
     "build_dinov2",
     "check_patch_multiple",
     "dinov2_keys_to_vgloc",
+    "register_dinov2_backbone",
 ]
 
 PATCH_SIZE = 14
@@ -282,12 +283,18 @@ def dinov2_keys_to_vgloc(sd: Mapping[str, Tensor], prefix: str = "backbone.") ->
     return out
 
 
-def _register(name: str) -> None:
-    timm_name, dim, depth, params = DINOV2_ARCHS[name]
+def register_dinov2_backbone(
+    name: str, arch: str, build: Callable[[str, bool | str], Backbone], description: str, **metadata: Any
+) -> None:
+    """Register a DINOv2 backbone variant: the metadata every ViT/14 shares, plus ``metadata``.
 
-    def build(cut: str, pretrained: bool | str) -> Backbone:
-        return build_dinov2(name, pretrained)
-
+    Args:
+        name: Registry name (``"dinov2_vitb14"``, ``"dinov2_vitb14_nonorm"``).
+        arch: The DINOv2 architecture it is built from (a key of :data:`DINOV2_ARCHS`).
+        build: ``(cut, pretrained) -> Backbone``.
+        description: One line for ``vgloc models``.
+    """
+    timm_name, dim, _depth, _params = DINOV2_ARCHS[arch]
     build.__name__ = f"build_{name}"
     BACKBONES.register(
         name,
@@ -296,12 +303,25 @@ def _register(name: str) -> None:
         default_cut="last",
         stride={"last": PATCH_SIZE},
         multiple_of=PATCH_SIZE,
-        cls_token=True,
         timm=timm_name,
-        description=(
-            f"DINOv2 ViT/14 ({params} params, {depth} blocks; timm {timm_name}); patch-token map, "
-            "input sides multiples of 14; last 4 blocks trainable"
-        ),
+        description=description,
+        **metadata,
+    )
+
+
+def _register(name: str) -> None:
+    timm_name, _dim, depth, params = DINOV2_ARCHS[name]
+
+    def build(cut: str, pretrained: bool | str) -> Backbone:
+        return build_dinov2(name, pretrained)
+
+    register_dinov2_backbone(
+        name,
+        name,
+        build,
+        f"DINOv2 ViT/14 ({params} params, {depth} blocks; timm {timm_name}); patch-token map, "
+        "input sides multiples of 14; last 4 blocks trainable",
+        cls_token=True,
     )
 
 
