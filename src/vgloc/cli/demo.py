@@ -56,15 +56,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run :func:`vgloc.demo.run_demo` and print its Recall@N table and outputs."""
-    from vgloc.demo import cpu_has_fast_bf16, run_demo
+    from vgloc.demo import run_demo
 
     t0 = time.perf_counter()
     minutes = 0.0 if args.no_train else args.train_minutes
     if not minutes >= 0:
         raise ValueError(f"--train-minutes must be >= 0 (0: no training), got {args.train_minutes}")
+    # precision "auto" is already the hardware's fast path (bf16 + channels-last where bf16 is native).
     options = extraction_options(args)
-    if args.precision == "auto" and args.device == "cpu" and cpu_has_fast_bf16():
-        options.precision, options.channels_last = "bf16", True  # the CPU fast path (BENCHMARKS.md)
     precision = options.precision
     demo = run_demo(
         args.run_dir,
