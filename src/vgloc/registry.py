@@ -31,7 +31,9 @@ __all__ = [
     "AGGREGATORS",
     "BACKBONES",
     "COMMANDS",
+    "CROSSVIEW_LOSSES",
     "DESCRIBERS",
+    "ENSEMBLES",
     "HEADS",
     "METRICS",
     "PREDICTORS",
@@ -242,16 +244,19 @@ class Registry(Generic[T]):
 # the components, at import time of the package that owns them:
 #   BACKBONES, AGGREGATORS, HEADS   vgloc.models         (network parts of a spec string)
 #   DESCRIBERS                      vgloc.describers     (spec -> images-to-descriptors object)
+#   ENSEMBLES                       vgloc.ensemble       (several models' ranked lists -> one: nif, sif, rrf)
 #   PREDICTORS                      vgloc.predict        (neighbours -> position + confidence)
 #   METRICS                         vgloc.evaluation     (predictions + truth -> numbers)
 #   RERANKERS                       vgloc.rerank         (top-K candidates -> re-ordered)
 #   TRAINING_METHODS                vgloc.training       (trainer, config section, preset, help)
 #   TRAINING_ADDONS                 vgloc.training       (loss terms, parameters, state through hooks)
 #   COMMANDS                        vgloc.cli            (one module per command)
+#   CROSSVIEW_LOSSES                vgloc.crossview      (ground/aerial pair losses)
 BACKBONES: Registry[Any] = Registry("backbone")
 AGGREGATORS: Registry[Any] = Registry("aggregator")
 HEADS: Registry[Any] = Registry("head")
 DESCRIBERS: Registry[Any] = Registry("describer")
+ENSEMBLES: Registry[Any] = Registry("ensemble")
 PREDICTORS: Registry[Any] = Registry("predictor")
 METRICS: Registry[Any] = Registry("metric")
 RERANKERS: Registry[Any] = Registry("reranker")
@@ -259,3 +264,4 @@ TRAINING_METHODS: Registry[Any] = Registry("training method")
 TRAINING_ADDONS: Registry[Any] = Registry("training add-on")
 COMMANDS: Registry[Any] = Registry("command")
 PUBLISHED_MODELS: Registry[Any] = Registry("published model")
+CROSSVIEW_LOSSES: Registry[Any] = Registry("cross-view loss")
