@@ -63,6 +63,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vgloc.cli.train",
     "vgloc.cli.serve",
     "vgloc.cli.export",
+    "vgloc.cli.soup",
 )
 
 
