@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import _study as st  # noqa: E402  (benchmarks/ is not a package)
+import _study as st  # benchmarks/ is not a package: imported from its path
 
 
 def test_key_ignores_order_paths_and_logging_but_not_values() -> None:
