@@ -18,6 +18,7 @@ import numpy as np
 
 from vgloc.describers import Describer, ExtractionOptions, describer_for_index, resolve_describer
 from vgloc.describers.base import IndexState
+from vgloc.describers.multiscale import apply_scales
 
 if TYPE_CHECKING:
     from vgloc.data.records import GeoImageSet
@@ -181,7 +182,7 @@ def describe_database(
     from vgloc.index.pca import check_pca
 
     torch.manual_seed(seed)
-    describer = resolve_describer(model, checkpoint, pretrained=pretrained)
+    describer = apply_scales(resolve_describer(model, checkpoint, pretrained=pretrained), options)
     options = describer.resolve_options(options)  # "auto" size -> the model's own (recorded below)
     # A factory that cannot index D-dimensional vectors fails now, not after describing.
     auto = factory.strip().lower() == "auto"
@@ -258,7 +259,7 @@ def add_to_index(
                 f"(it records {recorded.get('checkpoint', 'weights stored with the index') if isinstance(recorded, dict) else 'no checkpoint'}); "
                 "add images with the index's own describer (leave out --model/--checkpoint) or rebuild the index"
             )
-    describer = describer_for_index(idx, model, checkpoint)
+    describer = apply_scales(describer_for_index(idx, model, checkpoint), options or ExtractionOptions(), idx)
     image_set = _as_image_set(images, validate)
     rows = new_image_rows(idx, image_set)
     skipped = len(image_set) - len(rows)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vgloc.describers import Describer, ExtractionOptions, describer_for_index
+from vgloc.describers.multiscale import apply_scales
 
 # Building an index lives in vgloc.indexing; its names stay importable from here (the
 # module that held them before the split).
@@ -116,13 +117,14 @@ class Localizer:
             raise ValueError(f"unknown prediction method {method!r}; choose one of {', '.join(METHODS)}")
         index.check_model(describer.spec, describer.descriptor_dim)
         self.index = index
-        self.describer = describer
+        self.options = options or ExtractionOptions(image_size=index.metadata.image_size, progress=False)
+        # The index's scales (multi-scale testing); scales given in options must agree.
+        self.describer = apply_scales(describer, self.options, index)
         self.method = method
         # kde on a world-wide index left at the city defaults: k=100, m=10, sigma 4 km (WORLD_KDE)
         self.kde = kde_params_for(kde, index.images)
         self.top_k = int(top_k)
         self.search_params = search_params
-        self.options = options or ExtractionOptions(image_size=index.metadata.image_size, progress=False)
         self.reranker = reranker
         self.rerank_k = int(rerank_k)
         self.rerank_fusion = rerank_fusion

@@ -23,11 +23,13 @@ __all__ = [
     "add_precision_option",
     "add_rerank_options",
     "add_runtime_options",
+    "add_scale_options",
     "default_run_dir",
     "extraction_options",
     "option_names",
     "parse_image_size",
     "parse_int_list",
+    "parse_scales",
     "positive_float",
     "positive_int",
     "setup_logging",
@@ -104,6 +106,16 @@ def parse_image_size(text: str) -> Any:
     if h < 16 or w < 16:
         raise argparse.ArgumentTypeError(f"image size {h}x{w} is too small (at least 16x16)")
     return h, w
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+    """``"0.5,1,1.5"`` -> ``(0.5, 1.0, 1.5)``: positive, distinct numbers (argparse type)."""
+    from vgloc.describers.multiscale import check_scales
+
+    try:
+        return check_scales([float(v) for v in text.split(",") if v.strip()])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (in {text!r}; expected e.g. 0.5,1,1.5)") from None
 
 
 def positive_float(text: str) -> float:
@@ -216,6 +228,29 @@ def add_extraction_options(
         help="image-decoding worker processes (default: min(4, CPU cores), none for a couple of batches)",
     )
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_scale_options(g)
+
+
+def add_scale_options(p: Any) -> None:
+    """``--scales S1,S2,...`` and ``--scale-fusion avg|sum|max|min``: multi-scale testing."""
+    from vgloc.describers.multiscale import FUSIONS
+
+    p.add_argument(
+        "--scales",
+        type=parse_scales,
+        default=None,
+        metavar="S1,S2,...",
+        help="multi-scale testing: describe database and queries at each scale of the image size "
+        "(e.g. 0.5,1,1.5) and fuse the descriptors (renormalised); an index records its scales and "
+        "locate/eval --index reuse them (default: the index's, else a single scale, 1)",
+    )
+    p.add_argument(
+        "--scale-fusion",
+        default=None,
+        choices=list(FUSIONS),
+        help="how --scales are fused, element-wise: avg (default), sum (same ranking as avg after "
+        "renormalisation), max or min",
+    )
 
 
 def add_precision_option(p: Any, auto_note: str = "auto = fp16 on CUDA, fp32 on CPU") -> None:
@@ -241,6 +276,8 @@ def extraction_options(args: argparse.Namespace, brightness: float | None = None
         channels_last=args.channels_last,
         num_workers=args.workers,
         brightness=brightness,
+        scales=args.scales,
+        scale_fusion=args.scale_fusion,
         progress=not args.no_progress,
     )
 

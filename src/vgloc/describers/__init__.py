@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from vgloc.describers.base import DEFAULT_IMAGE_SIZE, Describer, ExtractionOptions, ImageSize, IndexState
 from vgloc.describers.classical import ClassicalDescriber
+from vgloc.describers.multiscale import MultiScaleDescriber
 from vgloc.describers.net import NetDescriber
 from vgloc.describers.resolver import describer_for_index, describer_kind_for_spec, resolve_describer
 from vgloc.registry import DESCRIBERS
@@ -25,6 +26,12 @@ DESCRIBERS.register(
     description="a network from a spec string: backbone[.cut]+aggregator[+head]",
 )
 
+DESCRIBERS.register(
+    "multiscale",
+    MultiScaleDescriber,
+    description="any network described at several image scales, fused by avg/sum/max/min (--scales)",
+)
+
 __all__ = [
     "DEFAULT_IMAGE_SIZE",
     "ClassicalDescriber",
@@ -32,6 +39,7 @@ __all__ = [
     "ExtractionOptions",
     "ImageSize",
     "IndexState",
+    "MultiScaleDescriber",
     "NetDescriber",
     "describer_for_index",
     "describer_kind_for_spec",

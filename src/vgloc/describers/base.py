@@ -79,6 +79,12 @@ class ExtractionOptions:
             flip near-tied rankings, so off by default.
         brightness: scale query pixel values by this factor (the night-simulation trick);
             applied to queries only.
+        scales: multi-scale testing: describe every image at ``(round(H*s), round(W*s))``
+            of the resolved size for each ``s`` and fuse (see
+            :mod:`vgloc.describers.multiscale`); None (default) = as recorded (an index's
+            scales, else one scale, 1). Applied where vgloc resolves the describer
+            (index building, evaluation, :class:`~vgloc.localizer.Localizer`).
+        scale_fusion: ``"avg"``, ``"sum"``, ``"max"`` or ``"min"``; None = the index's, else avg.
         progress: show progress bars.
     """
 
@@ -91,6 +97,8 @@ class ExtractionOptions:
     engine: str = "auto"
     jpeg_draft: bool = False
     brightness: float | None = None
+    scales: tuple[float, ...] | None = None
+    scale_fusion: str | None = None
     progress: bool = True
 
 
@@ -119,6 +127,8 @@ class Describer(abc.ABC):
     kind: str = ""
     #: The size ``image_size="auto"`` stands for with this describer (instances may override).
     default_image_size: ImageSize = DEFAULT_IMAGE_SIZE
+    #: Whether :meth:`describe` resizes images to ``options.image_size`` (what multi-scale needs).
+    follows_image_size: bool = True
 
     def resolve_options(self, options: ExtractionOptions) -> ExtractionOptions:
         """``options`` with a concrete ``image_size``: ``"auto"`` -> :attr:`default_image_size`.

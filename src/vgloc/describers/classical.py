@@ -33,6 +33,8 @@ class ClassicalDescriber(Describer):
     """
 
     kind = "classical"
+    # It works at its own resolution (longer side <= 640), whatever options.image_size says.
+    follows_image_size = False
 
     def __init__(self, model: ClassicalVLADModel) -> None:
         self.model = model
