@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vgloc.describers import Describer, ExtractionOptions, describer_for_index, resolve_describer
+from vgloc.describers.multiscale import apply_scales, scale_settings
 from vgloc.evaluation.checks import check_factory, check_out_dir, clip_recall_values
 from vgloc.evaluation.metrics import (
     DEFAULT_METRICS,
@@ -301,6 +302,7 @@ def evaluate(
         describer = resolve_describer(model, checkpoint, pretrained=pretrained)
         check_factory(describer.descriptor_dim, factory)
         describer.prepare(db.paths, options, seed)
+    describer = apply_scales(describer, options, idx)  # --scales: multi-scale testing (or the index's)
     options = describer.resolve_options(options)  # "auto" size -> the model's / index's own
     rerank_settings = None
     if rerank is not None:
@@ -350,6 +352,7 @@ def evaluate(
             "factory": factory,
             "search_params": search_params,
             "test_brightness": options.brightness,
+            **scale_settings(describer),
             "seed": seed,
             "method": method,
         },
