@@ -12,6 +12,7 @@ from vgloc.cli.options import (
     add_precision_option,
     add_rerank_options,
     add_runtime_options,
+    add_scale_options,
     parse_image_size,
     positive_float,
     positive_int,
@@ -51,6 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="resize queries to H,W, or 'native' to keep full resolution (default: the index's image size)",
     )
     add_precision_option(p)
+    add_scale_options(p)
     add_rerank_options(p)
     add_runtime_options(p)
 
@@ -62,14 +64,20 @@ def run(args: argparse.Namespace) -> int:
 
     kde = KDEParams(k=args.kde_k, m=args.kde_m, sigma_m=args.kde_sigma)
     options = None
-    if args.image_size is not None or args.device != "cpu" or args.precision != "auto":
+    scaled = args.scales is not None or args.scale_fusion is not None  # checked against the index's
+    if args.image_size is not None or args.device != "cpu" or args.precision != "auto" or scaled:
         from vgloc.index import GeoIndex
 
         size = (
             args.image_size if args.image_size is not None else GeoIndex.read_metadata(args.index).image_size
         )
         options = ExtractionOptions(
-            image_size=size, device=args.device, precision=args.precision, progress=False
+            image_size=size,
+            device=args.device,
+            precision=args.precision,
+            scales=args.scales,
+            scale_fusion=args.scale_fusion,
+            progress=False,
         )
     predictions = locate(
         args.photos,
