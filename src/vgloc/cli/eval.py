@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vgloc.cli.cells import add_cell_options, cells_evaluator
 from vgloc.cli.command import Command, register
 from vgloc.cli.options import (
     add_extraction_options,
@@ -50,9 +51,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--method",
-        choices=["nearest", "kde"],
+        choices=["nearest", "kde", "geocell"],
         default="nearest",
-        help="position predictor for predictions.csv and the error in metres (default: nearest)",
+        help="position predictor for predictions.csv and the error in metres (default: nearest; "
+        "geocell: the classifiers of the --cells run, see docs/world.md)",
     )
     p.add_argument("--kde-k", type=positive_int, default=None, help="kde: neighbours in the density")
     p.add_argument("--kde-m", type=float, default=None, help="kde: weight = similarity^m")
@@ -107,12 +109,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_extraction_options(p)
     add_rerank_options(p, evaluation=True)
     add_runtime_options(p)
+    add_cell_options(p)
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate with :func:`vgloc.api.evaluate` and print the Recall@N table."""
     from vgloc.api import evaluate
 
+    evaluate = cells_evaluator(args, evaluate)  # --cells RUN: its network; --method geocell: its classifiers
     if args.dataset is None and (args.database is None or args.queries is None):
         raise ValueError("give --dataset ROOT, or both --database and --queries")
     if args.dataset is not None and (args.database is not None or args.queries is not None):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
+from vgloc.cli.cells import add_cell_options
 from vgloc.cli.command import Command, register
 from vgloc.cli.options import (
     add_option,
@@ -22,14 +24,25 @@ from vgloc.cli.options import (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``vgloc locate``."""
     p.add_argument("photos", nargs="+", type=Path, help="query photo(s)")
-    p.add_argument("--index", type=Path, required=True, help="index directory from `vgloc index build`")
-    p.add_argument("--top-k", type=positive_int, default=5, help="matches to list per photo (default: 5)")
+    p.add_argument(
+        "--index",
+        type=Path,
+        default=None,
+        help="index directory from `vgloc index build` (or --cells RUN with --method geocell)",
+    )
+    p.add_argument(
+        "--top-k",
+        type=positive_int,
+        default=5,
+        help="matches (geocell: cells) to list per photo (default: 5)",
+    )
     p.add_argument(
         "--method",
         default="nearest",
-        choices=["nearest", "kde"],
+        choices=["nearest", "kde", "geocell"],
         help="nearest: position of the top match (default); kde: im2gps kNN kernel density "
-        "(see BENCHMARKS.md for when it helps)",
+        "(see BENCHMARKS.md for when it helps); geocell: the most probable cell of the --cells run's "
+        "classifiers (no index)",
     )
     p.add_argument("--kde-k", type=positive_int, default=10, help="neighbours in the density (default: 10)")
     p.add_argument("--kde-m", type=float, default=4.0, help="weight = similarity^m (default: 4)")
@@ -55,10 +68,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_scale_options(p)
     add_rerank_options(p)
     add_runtime_options(p)
+    add_cell_options(p, top_k=False)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Locate every photo with :func:`vgloc.api.locate` and print text or JSON."""
+    """Locate every photo with :func:`vgloc.api.locate` (or a geocell run's classifiers) and print text or JSON."""
+    if args.method == "geocell" or args.cells is not None:
+        return _run_geocell(args)
+    if args.index is None:
+        raise ValueError("give --index IDX (or --cells RUN --method geocell)")
     from vgloc.api import ExtractionOptions, locate
     from vgloc.predict import KDEParams
 
@@ -107,6 +125,68 @@ def run(args: argparse.Namespace) -> int:
         for m in p.matches:
             verified = "" if m.inliers is None else f"  {m.inliers:>4} inliers"
             print(f"  #{m.rank:<2} sim {m.similarity:.3f}{verified}  {m.lat:.6f}, {m.lon:.6f}  {m.path}")
+    return 0
+
+
+def _run_geocell(args: argparse.Namespace) -> int:
+    """``--method geocell``: each photo's top-k cells with probabilities and the predicted position."""
+    from vgloc.cli.cells import cell_settings
+
+    if args.method != "geocell":
+        raise ValueError(
+            "--cells RUN locates with its classifiers: add --method geocell (for retrieval with the run's "
+            "network, build an index with --checkpoint RUN/best_model.pt)"
+        )
+    if args.index is not None:
+        raise ValueError("--method geocell predicts with the run's classifiers: leave --index out")
+    settings = cell_settings(args, args.top_k)
+    from vgloc.describers import ExtractionOptions
+    from vgloc.localizer import check_photo_files
+    from vgloc.predict.cells import GeoCellClassifier
+
+    check_photo_files(args.photos)
+    clf = GeoCellClassifier.load(settings.run)
+    options = ExtractionOptions(
+        image_size=args.image_size if args.image_size is not None else "auto",
+        device=args.device,
+        precision=args.precision,
+        progress=False,
+    )
+    pred = clf.predict(args.photos, **settings.predict_args(), options=options)
+    part = clf.partitions[settings.partition]
+    where = part.cell_latlon(settings.position)
+    rows: list[dict[str, Any]] = []
+    for i, photo in enumerate(args.photos):
+        cells = [
+            {
+                "rank": r + 1,
+                "cell": int(c),
+                "probability": float(p),
+                "lat": float(where[c, 0]),
+                "lon": float(where[c, 1]),
+            }
+            for r, (c, p) in enumerate(zip(pred.cells[i], pred.probabilities[i], strict=True))
+        ]
+        rows.append(
+            {
+                "query": str(photo),
+                "lat": float(pred.latlon[i, 0]),
+                "lon": float(pred.latlon[i, 1]),
+                "confidence": float(pred.probabilities[i, 0]),
+                "method": "geocell",
+                "cells": cells,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        print(f"{row['query']}\n  position   {row['lat']:.6f}, {row['lon']:.6f}")
+        print(f"  confidence {row['confidence']:.2f} (geocell: probability of the cell)")
+        for c in row["cells"]:
+            print(
+                f"  #{c['rank']:<2} cell {c['cell']:<5} p {c['probability']:.3f}  {c['lat']:.4f}, {c['lon']:.4f}"
+            )
     return 0
 
 

@@ -152,14 +152,27 @@ class GeoCellClassifier:
 
     def logits(self, images: Sequence[Any], options: Any = None) -> list[np.ndarray]:
         """One (N, C_p) logit array per partition for N images (files or in-memory images)."""
-        import torch
-
         from vgloc.describers import ExtractionOptions
 
         desc = self.describer.describe(images, options or ExtractionOptions(progress=False), queries=True)
+        return self.logits_of(desc)
+
+    def logits_of(self, descriptors: np.ndarray) -> list[np.ndarray]:
+        """One (N, C_p) logit array per partition for (N, D) descriptors of this run's network.
+
+        Lets a caller that already described the images (an evaluation's retrieval) classify
+        them without describing them again.
+        """
+        import torch
+
+        x = np.asarray(descriptors, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != int(self.describer.descriptor_dim):
+            raise ValueError(
+                f"descriptors of shape {x.shape} for a {self.describer.descriptor_dim}-D network"
+            )
         with torch.no_grad():
-            x = torch.from_numpy(np.asarray(desc, dtype=np.float32))
-            return [h(x).numpy().astype(np.float64) for h in self.heads]
+            t = torch.from_numpy(x)
+            return [h(t).numpy().astype(np.float64) for h in self.heads]
 
     def predict(
         self,
@@ -168,17 +181,52 @@ class GeoCellClassifier:
         k: int = 5,
         position: str = "mean",
         hierarchical: bool = False,
+        partition: int = -1,
         options: Any = None,
     ) -> CellPredictions:
-        """Top-``k`` cells of the finest partition and the predicted lat/lon of each image.
+        """Top-``k`` cells of one partition (the finest by default) and the predicted lat/lon of each image.
 
         Args:
             images: N image files or in-memory images.
             k: cells kept per image.
             position: ``"mean"`` (of the cell's training images) or ``"centre"``.
             hierarchical: combine with the coarser partitions (:func:`combine_partitions`).
+            partition: which partition predicts (index, coarse to fine; -1 = the finest).
             options: extraction options (default: the describer's size, no progress bar).
         """
-        z = self.logits(images, options)
-        fine = combine_partitions(z, self.partitions) if hierarchical and len(z) > 1 else z[-1]
-        return cell_predictions(fine, self.partitions[-1], k=k, position=position)
+        return self.predict_from_logits(
+            self.logits(images, options),
+            k=k,
+            position=position,
+            hierarchical=hierarchical,
+            partition=partition,
+        )
+
+    def predict_from_logits(
+        self,
+        logits: Sequence[np.ndarray],
+        *,
+        k: int = 5,
+        position: str = "mean",
+        hierarchical: bool = False,
+        partition: int = -1,
+    ) -> CellPredictions:
+        """:meth:`predict` from the per-partition logits of :meth:`logits` / :meth:`logits_of`.
+
+        Args:
+            logits: one (N, C_p) array per partition, coarse to fine.
+            k, position, hierarchical, partition: as in :meth:`predict`; with ``hierarchical``
+                the chosen partition is combined with every coarser one.
+
+        Raises:
+            ValueError: ``partition`` out of range, or ``position`` unknown.
+        """
+        n = len(self.partitions)
+        if not -n <= partition < n:
+            raise ValueError(
+                f"partition {partition} of a run with {n} partition(s) (0..{n - 1}, -1 = finest)"
+            )
+        last = partition % n
+        z, parts = list(logits[: last + 1]), self.partitions[: last + 1]
+        fine = combine_partitions(z, parts) if hierarchical and last > 0 else z[-1]
+        return cell_predictions(fine, parts[-1], k=k, position=position)
