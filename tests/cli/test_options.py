@@ -80,3 +80,83 @@ def test_every_setting_has_one_name_and_help_shows_the_aliases(
         if any(canonical in a.option_strings for a in parser._actions):
             assert f"{canonical}, {', '.join(old_names)}" in text
             assert f"(alias: {', '.join(old_names)})" in " ".join(text.split())
+
+
+# -- multi-scale testing: --scales / --scale-fusion -----------------------------------------
+
+SCALE_COMMANDS = [
+    ["eval", "--dataset", "d", "--model", "m"],
+    ["index", "build", "--images", "d", "--out", "o", "--model", "m"],
+    ["index", "add", "--index", "i", "--images", "d"],
+    ["locate", "q.jpg", "--index", "i"],
+]
+
+
+@pytest.mark.parametrize("argv", SCALE_COMMANDS, ids=lambda a: " ".join(a[:2]))
+def test_scales_and_fusion_parse_on_every_describing_command(argv: list[str]) -> None:
+    args = build_parser().parse_args([*argv, "--scales", "0.5,1", "--scale-fusion", "max"])
+    assert (args.scales, args.scale_fusion) == ((0.5, 1.0), "max")
+    default = build_parser().parse_args(argv)
+    assert (default.scales, default.scale_fusion) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0,1", "positive"),
+        ("-0.5", "positive"),
+        ("1,1", "more than once"),
+        ("a,b", "0.5,1,1.5"),
+        (",", "at least"),
+    ],
+)
+def test_bad_scales_are_refused_by_the_parser(
+    value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*SCALE_COMMANDS[0], f"--scales={value}"])
+    assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*SCALE_COMMANDS[0], "--scale-fusion", "mean"])
+    assert "invalid choice: 'mean'" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # ~15 s: builds an index and evaluates the tiny city through the CLI
+def test_an_index_built_at_scales_is_searched_at_them(
+    tiny_city_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from vgloc.cli import main
+    from vgloc.data import load_split
+
+    small = [
+        "--image-size",
+        "32,48",
+        "--batch-size",
+        "8",
+        "--log-level",
+        "warning",
+        "--run-dir",
+        str(tmp_path / "r"),
+    ]
+    db = load_split(tiny_city_root, "test").database
+    scales = ["--scales", "0.5,1", "--scale-fusion", "max"]
+    build = ["index", "build", "--images", str(db.paths[0].parent), "--model", "tiny+gem", "--out"]
+    assert main([*build, str(tmp_path / "idx"), *scales, *small]) == 0
+    assert main(["eval", "--dataset", str(tiny_city_root), "--index", str(tmp_path / "idx"), "--no-report",
+                 "--out", str(tmp_path / "out"), *small]) == 0  # fmt: skip
+    settings = json.loads((tmp_path / "out" / "results.json").read_text())["settings"]
+    assert (settings["scales"], settings["scale_fusion"]) == ([0.5, 1.0], "max")
+    capsys.readouterr()
+    # Scales given explicitly that differ from the index's are one clear error, in eval and locate.
+    assert main(["eval", "--dataset", str(tiny_city_root), "--index", str(tmp_path / "idx"), "--scales", "1",
+                 "--out", str(tmp_path / "out2"), *small]) != 0  # fmt: skip
+    assert "the index was described at scales 0.5,1 fused by max" in capsys.readouterr().err
+    assert main(["locate", str(db.paths[0]), "--index", str(tmp_path / "idx"), "--scale-fusion", "avg",
+                 "--log-level", "warning"]) != 0  # fmt: skip
+    assert "but scales 0.5,1 fused by avg were asked for" in capsys.readouterr().err
+    assert main(["locate", str(db.paths[0]), "--index", str(tmp_path / "idx"), "--json", "--top-k", "1",
+                 *scales, "--log-level", "warning"]) == 0  # fmt: skip
+    [pred] = json.loads(capsys.readouterr().out)
+    assert pred["matches"][0]["similarity"] == pytest.approx(1.0, abs=1e-4)
