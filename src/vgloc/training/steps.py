@@ -58,6 +58,9 @@ class StepMixin:
     epochs_done: int
     global_step: int
     _epoch: int
+    #: Images the method describes in the current step (set by :meth:`forward`, before the
+    #: add-ons' ``extra_inputs``, which may size their batch to it).
+    step_images: int = 0
     _step: tuple[StepBatch, StepOutputs] | None
     _addon_params: list[nn.Parameter]
     _last_step_time: float
@@ -161,6 +164,7 @@ class StepMixin:
             ``(B, D)`` descriptors of ``images``.
         """
         extra: dict[str, Tensor] = {}
+        self.step_images = len(images)
         for addon in self.addons:
             x = addon.extra_inputs(self._epoch, self.global_step)
             if x is not None:

@@ -1,6 +1,6 @@
 """Training add-ons: behaviour plugged into every trainer through the engine's hooks.
 
-Importing this package registers the built-in add-ons (:mod:`.snapshots`). The
+Importing this package registers the built-in add-ons (:mod:`.domain_adapt`, :mod:`.snapshots`). The
 contract and the registry are in :mod:`.base`; a new add-on is a module here with its
 config dataclass, its :class:`~vgloc.training.addons.base.TrainerAddon` subclass and
 its registration, plus its name in :data:`BUILTIN`.
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: Modules of the built-in add-ons (imported, so registered, with this package).
-BUILTIN: tuple[str, ...] = ("snapshots",)
+BUILTIN: tuple[str, ...] = ("domain_adapt", "snapshots")
 
 for _name in BUILTIN:
     importlib.import_module(f"{__name__}.{_name}")

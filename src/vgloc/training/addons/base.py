@@ -76,6 +76,7 @@ __all__ = [
     "StepOutputs",
     "TrainerAddon",
     "TrainingAddon",
+    "addon_enabled",
     "addon_names",
     "build_addons",
     "get_addon",
@@ -178,7 +179,9 @@ class TrainingAddon:
 
     Attributes:
         name: Name of the add-on and of its config section.
-        config_class: Dataclass of its section; it needs a field ``enabled: bool = False``.
+        config_class: Dataclass of its section; it needs a field ``enabled: bool = False``
+            (or ``enabled: bool | None = None`` with an ``auto_enabled()`` method, see
+            :func:`addon_enabled`).
         addon: ``"module:Class"`` of its :class:`TrainerAddon`, imported when a run uses it.
         help: One line describing it.
         resumable: Its section may change when a run is resumed (it does not change
@@ -231,4 +234,15 @@ def addon_names() -> list[str]:
 
 def build_addons(cfg: TrainConfig) -> list[TrainerAddon]:
     """The enabled add-ons of ``cfg``, built with their sections, in name order."""
-    return [get_addon(n).build(cfg.section(n)) for n in addon_names() if cfg.section(n).enabled]
+    return [get_addon(n).build(cfg.section(n)) for n in addon_names() if addon_enabled(cfg.section(n))]
+
+
+def addon_enabled(section: Any) -> bool:
+    """Whether an add-on's section turns it on: its ``enabled`` flag.
+
+    ``enabled=None`` means automatic: the section's ``auto_enabled()`` decides (the ``da``
+    section is on when ``da.target`` is set).
+    """
+    if section.enabled is None:
+        return bool(section.auto_enabled())
+    return bool(section.enabled)
