@@ -15,20 +15,27 @@ SPEC = "tiny+gem"
 
 
 def write_world(
-    root: Path, per_place: int = 6, queries_per_place: int = 2, seed: int = 0
+    root: Path,
+    per_place: int = 6,
+    queries_per_place: int = 2,
+    seed: int = 0,
+    places: list[tuple[float, float]] = PLACES,
+    spread_deg: float = 0.3,
 ) -> tuple[Path, Path]:
     """Noise photos tinted per place; ``db.csv`` and ``q.csv`` manifests (path,lat,lon)."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     lists: dict[str, list[tuple[str, float, float]]] = {"db": [], "q": []}
-    for p, (lat, lon) in enumerate(PLACES):
+    for p, (lat, lon) in enumerate(places):
         tint = rng.uniform(40, 215, 3)
         for which, n in (("db", per_place), ("q", queries_per_place)):
             for i in range(n):
                 img = np.clip(tint + rng.normal(0, 30, (48, 64, 3)), 0, 255).astype(np.uint8)
                 path = root / f"{which}_{p}_{i}.jpg"
                 Image.fromarray(img).save(path)
-                lists[which].append((path.name, lat + rng.normal(0, 0.3), lon + rng.normal(0, 0.3)))
+                lists[which].append(
+                    (path.name, lat + rng.normal(0, spread_deg), lon + rng.normal(0, spread_deg))
+                )
     out = []
     for which in ("db", "q"):
         with (root / f"{which}.csv").open("w", newline="") as fh:

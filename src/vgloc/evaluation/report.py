@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from vgloc.evaluation.chance import chance_recall, weights_label
+from vgloc.evaluation.worldmap import world_map_section
 from vgloc.geo import distances_m
 from vgloc.io import write_text_atomic
 
@@ -176,6 +177,9 @@ def write_eval_report(
         parts.append(
             f"<img alt='map of {html.escape(name)}' src='{map_figure(database, qset, pred_xy, correct, name + ': top-1 predictions')}'>"
         )
+        parts.append(
+            world_map_section(name, d.predicted_latlon, d.error_m, database, qset)
+        )  # world data only
         if d.error_m is not None:
             parts.append(_error_table(d.error_m, d.confidence, correct, qset, result.threshold_m))
         wrong = np.flatnonzero(~correct)
