@@ -48,8 +48,8 @@ NO_JITTER = ["augment.brightness=0", "augment.contrast=0", "augment.saturation=0
 class Budget:
     """A fixed step budget: ``epochs`` x ``iterations`` steps of ``batch`` images."""
 
-    epochs: int = 12
-    iterations: int = 1000
+    epochs: int = 8
+    iterations: int = 800
     batch: int = 32
 
     @property
@@ -160,6 +160,9 @@ def _train_one(method: str, city: str, root: str, settings: list[str], work: str
     """Train one run unless cached; return its ``study_run.json`` record (runs in a worker process)."""
     key = run_key(method, city, settings)
     run_dir = Path(work) / "runs" / key
+    import torch
+
+    torch.set_num_threads(1)  # also for the evaluations in this process
     done = run_dir / "study_run.json"
     with _locked(Path(work) / "runs" / f"{key}.lock"):
         if done.is_file():
@@ -170,13 +173,13 @@ def _train_one(method: str, city: str, root: str, settings: list[str], work: str
         from vgloc.io import write_json_atomic
         from vgloc.training import train
 
+        # "{root}" in a value (e.g. a da.target folder of the city) stands for the city's root, so
+        # the key does not depend on where the cache lives.
+        settings = [s.replace("{root}", root) for s in settings]
         cfg = resolve_config(method, overrides=[f"data.root={root}", *settings])
         t0 = time.perf_counter()
         result = train(cfg, run_dir=run_dir)
-        history = [
-            {k: v for k, v in r.items() if k in ("epoch", "step", "train_loss", "lr") or k.startswith("val/")}
-            for r in result.history
-        ]
+        history = [{k: v for k, v in r.items() if isinstance(v, (int, float))} for r in result.history]
         record = {
             "key": key,
             "method": method,
@@ -219,29 +222,37 @@ def train_runs(
 
 def evaluate_model(
     root: Path,
-    checkpoint: Path | Sequence[Path],
+    checkpoint: Path,
     *,
     cache: Path | None = None,
     splits: Sequence[str] = SPLITS,
+    extraction: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """R@1/R@5 per split and domain (day, night) of one model file; cached in ``cache`` (JSON) by arguments.
 
-    ``kwargs`` go to :func:`vgloc.api.evaluate` (e.g. multi-scale options); the result
-    is ``{split: {domain: {"R@1": ..., "R@5": ...}}}``.
+    ``extraction`` adds fields of :class:`vgloc.api.ExtractionOptions` (e.g. ``scales``,
+    ``scale_fusion``); ``kwargs`` go to :func:`vgloc.api.evaluate`. The result is
+    ``{split: {domain: {"R@1": ..., "R@5": ...}}}``.
     """
+    import torch
+
     from vgloc.api import ExtractionOptions, evaluate
 
+    torch.set_num_threads(1)  # as the trainings: one core per process on a shared machine
+    extraction = dict(extraction or {})
     ident = json.dumps(
-        {"checkpoint": str(checkpoint), "splits": list(splits), "kwargs": kwargs}, sort_keys=True, default=str
+        {"checkpoint": str(checkpoint), "splits": list(splits), "extraction": extraction, "kwargs": kwargs},
+        sort_keys=True,
+        default=str,
     )
     if cache is not None and cache.is_file():
         stored = json.loads(cache.read_text())
         if ident in stored:
             return stored[ident]  # type: ignore[no-any-return]
     h, w = (int(v) for v in IMAGE_SIZE.split(","))
-    options = kwargs.pop("options", None) or ExtractionOptions(
-        image_size=(h, w), batch_size=32, precision="fp32", progress=False
+    options = ExtractionOptions(
+        **{"image_size": (h, w), "batch_size": 32, "precision": "fp32", "progress": False, **extraction}
     )
     out: dict[str, dict[str, dict[str, float]]] = {}
     for split in splits:
