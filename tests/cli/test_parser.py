@@ -46,6 +46,7 @@ def test_every_module_registers_one_command() -> None:
         "train",
         "serve",
         "export",
+        "soup",
     ]
     assert set(names) <= set(COMMANDS.names())
 
