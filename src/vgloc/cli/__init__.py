@@ -64,6 +64,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vgloc.cli.serve",
     "vgloc.cli.export",
     "vgloc.cli.soup",
+    "vgloc.cli.crossview",
 )
 
 

@@ -1,0 +1,65 @@
+"""``vgloc crossview train|eval`` end to end on a tiny city."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from vgloc.cli import main
+from vgloc.cli.crossview import parse_loss_arg
+from vgloc.data.synthetic import generate_city
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_city(
+        tmp_path_factory.mktemp("xv-cli") / "city",
+        "tiny",
+        0,
+        image_size=(48, 64),
+        aerial_size=32,
+        progress=False,
+    )
+
+
+def test_train_then_eval(city: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    rc = main(
+        ["crossview", "train", "--dataset", str(city), "--model", "tiny+gem+fc16", "--loss", "triplet",
+         "--loss-arg", "margin=0.3", "--loss-arg", "negatives=all", "--steps", "2", "--batch-size", "4",
+         "--ground-size", "24,32", "--aerial-size", "16", "--rotation-range", "90", "--orientation-head",
+         "--run-dir", str(run), "--log-level", "warning"]
+    )  # fmt: skip
+    assert rc == 0 and (run / "crossview.pt").is_file()
+    assert "checkpoint:" in capsys.readouterr().out
+    out = tmp_path / "eval"
+    rc = main(
+        ["crossview", "eval", "--dataset", str(city), "--checkpoint", str(run / "crossview.pt"),
+         "--samples", "2", "--fusion", "mean", "--out", str(out), "--run-dir", str(tmp_path / "log")]
+    )  # fmt: skip
+    text = capsys.readouterr().out
+    res = json.loads((out / "results.json").read_text())
+    assert rc == 0 and "R@1" in text and "median orientation error" in text
+    assert res["fusion"] == "mean" and res["train_settings"]["loss_args"] == {
+        "margin": 0.3,
+        "negatives": "all",
+    }
+
+
+def test_errors(city: Path, tmp_path: Path) -> None:
+    assert (
+        main(["crossview", "train", "--dataset", str(city), "--loss", "dbl", "--run-dir", str(tmp_path)]) == 1
+    )
+    assert main(["crossview", "eval", "--dataset", str(city), "--checkpoint", str(tmp_path / "none.pt")]) == 1
+    with pytest.raises(SystemExit):
+        main(["crossview", "train", "--dataset", str(city), "--rotation-range", "500"])
+
+
+def test_parse_loss_arg() -> None:
+    assert parse_loss_arg("alpha=10") == ("alpha", 10.0)
+    assert parse_loss_arg("negatives = all") == ("negatives", "all")
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_loss_arg("alpha")
