@@ -47,6 +47,7 @@ def test_every_module_registers_one_command() -> None:
         "serve",
         "export",
         "soup",
+        "crossview",
     ]
     assert set(names) <= set(COMMANDS.names())
 
