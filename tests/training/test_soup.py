@@ -130,6 +130,10 @@ def test_the_soup_file_describes_like_the_averaged_model_built_by_hand(
     # The way `vgloc eval / index build --model SPEC --checkpoint soup.pt` loads it.
     from_file = resolve_describer(SPEC, out).describe(images, OPTIONS)
     np.testing.assert_allclose(from_file, NetDescriber(by_hand).describe(images, OPTIONS), atol=1e-6)
+    # The way training starts from it (model.weights / `vgloc train --checkpoint soup.pt`).
+    start = create_model(SPEC, weights=out).state_dict()
+    assert all(torch.equal(start[k], v) for k, v in by_hand.state_dict().items() if not v.is_floating_point())
+    torch.testing.assert_close(start, by_hand.state_dict())
     record = load_model(out).checkpoint_extra["soup"]
     assert record["method"] == "uniform" and [i["kept"] for i in record["ingredients"]] == [True] * 3
     assert [i["path"] for i in record["ingredients"]] == [str(p) for p in paths]
