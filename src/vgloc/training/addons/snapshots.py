@@ -4,8 +4,8 @@
 same format as ``best_model.pt``, loadable by :func:`vgloc.models.load_model`) after
 each ``snapshots.every``-th epoch, atomically, in the run folder's ``snapshots/``
 folder. Averaging the weights of several such snapshots ("model soups",
-Wortsman et al. 2022) is left to the user. The add-on's state (which epochs were
-saved) is in every checkpoint, so a resumed run continues the list and
+Wortsman et al. 2022) is ``vgloc soup`` (:mod:`vgloc.training.soup`). The add-on's
+state (which epochs were saved) is in every checkpoint, so a resumed run continues the list and
 ``snapshots.keep`` prunes the right files.
 """
 
