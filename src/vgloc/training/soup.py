@@ -25,15 +25,16 @@ all of them before anything is averaged or evaluated, naming the first differenc
 
 Averaging rules: floating-point tensors are averaged in float64 and cast back to their
 dtype. BatchNorm running means and variances are floating-point buffers, so they are
-averaged like the weights (the paper averages the whole state dict too; averaged
-statistics are not the statistics of the averaged network, which the paper's appendix
-notes can be recomputed on training data; vgloc does not do that). Integer buffers
+averaged like the weights, as the authors' code averages the whole state dict. Averaged
+statistics are not the statistics of the averaged network; weight-averaging methods such
+as SWA (Izmailov et al. 2018) recompute them on training images afterwards, which vgloc
+does not do. Integer buffers
 (BatchNorm's ``num_batches_tracked``, NetVLAD's ``initialized`` flag) cannot be averaged
 meaningfully and are taken from the soup's first ingredient (uniform: the first file
 given; greedy: the best-scoring one).
 
-Ingredients are streamed (one in memory at a time, plus the running sum), so a soup of
-many large models needs about three models' memory; files are read again for the
+Ingredients are streamed (one read at a time, plus the float64 running sum and the
+candidate soup), so memory stays a few models' worth however many are souped; files are read again for the
 averaging pass and refused if they changed since they were inspected (sha256).
 """
 
