@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from vgloc.cli.cells import add_cell_options, cells_evaluator
 from vgloc.cli.command import Command, register
+from vgloc.cli.ensemble import add_ensemble_options, check_ensemble_args, ensemble_requested
 from vgloc.cli.options import (
     add_extraction_options,
     add_model_options,
@@ -46,8 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--index",
         type=Path,
         default=None,
+        action="append",
         help="a built index of the database (from `vgloc index build`): the database is not described "
-        "again and the index's own network describes the queries",
+        "again and the index's own network describes the queries (repeat for an ensemble: one per model)",
     )
     p.add_argument(
         "--method",
@@ -100,12 +103,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="scale query brightness by this factor (night simulation, e.g. 0.15)",
     )
     p.add_argument(
+        "--test-contrast",
+        type=positive_float,
+        default=None,
+        help="change query contrast by this factor (torchvision adjust_contrast: 1 unchanged, <1 flatter)",
+    )
+    p.add_argument(
+        "--test-saturation",
+        type=positive_float,
+        default=None,
+        help="change query saturation by this factor (torchvision adjust_saturation: 1 unchanged, <1 greyer)",
+    )
+    p.add_argument(
         "--out",
         type=Path,
         default=None,
         help="folder for results.json, predictions.csv and report.html (default: the run folder)",
     )
-    add_model_options(p, required=False)
+    add_model_options(p, required=False, multiple=True)
+    add_ensemble_options(p)
     add_extraction_options(p)
     add_rerank_options(p, evaluation=True)
     add_runtime_options(p)
@@ -116,19 +132,52 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate with :func:`vgloc.api.evaluate` and print the Recall@N table."""
     from vgloc.api import evaluate
 
+    if ensemble_requested(args):  # --ensemble, or several --model/--checkpoint/--index
+        return _run_ensemble(args)
     evaluate = cells_evaluator(args, evaluate)  # --cells RUN: its network; --method geocell: its classifiers
+    check_sets(args)
+    if args.model is None and args.index is None:
+        raise ValueError("give --model SPEC (or --index IDX built with one)")
+    common = _common_kwargs(args)
+    result = evaluate(
+        args.dataset,
+        args.split,
+        args.model,
+        index=args.index,
+        checkpoint=args.checkpoint,
+        rerank=args.rerank,
+        rerank_k=args.rerank_k,
+        rerank_cache=args.rerank_cache,
+        rerank_fusion=args.rerank_fusion,
+        rerank_fusion_weight=args.rerank_fusion_weight,
+        rerank_sweep=args.rerank_sweep,
+        **common,
+    )
+    out_dir = common["out_dir"]
+    _print_result(args, result, out_dir)
+    if out_dir and args.rerank_sweep:
+        from vgloc.rerank.sweep import SWEEP_STEM
+
+        stem = Path(out_dir) / SWEEP_STEM
+        print(f"K sweep: {stem}.md, {stem}.csv, {stem}.png")
+    return 0
+
+
+def check_sets(args: argparse.Namespace) -> None:
+    """Refuse a missing or doubled choice of database and queries."""
     if args.dataset is None and (args.database is None or args.queries is None):
         raise ValueError("give --dataset ROOT, or both --database and --queries")
     if args.dataset is not None and (args.database is not None or args.queries is not None):
         raise ValueError("--dataset cannot be combined with --database/--queries")
-    if args.model is None and args.index is None:
-        raise ValueError("give --model SPEC (or --index IDX built with one)")
+
+
+def _common_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments single-model and ensemble evaluation share (sets, metrics, kde...)."""
     queries = None
     if args.queries is not None:
         queries = {(q.stem or q.name): q for q in args.queries}
         if len(queries) != len(args.queries):
             raise ValueError("two --queries share a name; rename one")
-    out_dir = args.out or args.run_dir
     from vgloc.evaluation.metrics import DEFAULT_METRICS
 
     metrics = (
@@ -142,35 +191,32 @@ def run(args: argparse.Namespace) -> int:
     if args.kde_sigma_km is not None:
         given["sigma_m"] = args.kde_sigma_km * 1000.0
     given = {k: v for k, v in given.items() if v is not None}
-    kde = replace(WORLD_KDE, **given) if given else DEFAULT_KDE
-    result = evaluate(
-        args.dataset,
-        args.split,
-        args.model,
-        database=args.database,
-        queries=queries,
-        index=args.index,
-        method=args.method,
-        kde=kde,
-        metrics=metrics,
-        report=not args.no_report,
-        checkpoint=args.checkpoint,
-        pretrained=args.pretrained,
-        recall_values=args.recall,
-        threshold_m=args.threshold_m,
-        domains=args.domains.split(",") if args.domains else None,
-        factory=args.factory,
-        search_params=args.search_params,
-        options=extraction_options(args, brightness=args.test_brightness),
-        out_dir=out_dir,
-        seed=args.seed,
-        rerank=args.rerank,
-        rerank_k=args.rerank_k,
-        rerank_cache=args.rerank_cache,
-        rerank_fusion=args.rerank_fusion,
-        rerank_fusion_weight=args.rerank_fusion_weight,
-        rerank_sweep=args.rerank_sweep,
-    )
+    return {
+        "database": args.database,
+        "queries": queries,
+        "method": args.method,
+        "kde": replace(WORLD_KDE, **given) if given else DEFAULT_KDE,
+        "metrics": metrics,
+        "report": not args.no_report,
+        "pretrained": args.pretrained,
+        "recall_values": args.recall,
+        "threshold_m": args.threshold_m,
+        "domains": args.domains.split(",") if args.domains else None,
+        "factory": args.factory,
+        "search_params": args.search_params,
+        "options": extraction_options(
+            args,
+            brightness=args.test_brightness,
+            contrast=args.test_contrast,
+            saturation=args.test_saturation,
+        ),
+        "out_dir": args.out or args.run_dir,
+        "seed": args.seed,
+    }
+
+
+def _print_result(args: argparse.Namespace, result: Any, out_dir: Path | None) -> None:
+    """The summary line, the Recall@N table and where the outputs are."""
     source = f"{args.dataset} [{args.split}]" if args.dataset is not None else str(args.database)
     print(
         f"{result.model_spec} on {source}, {result.num_database} database images, "
@@ -182,11 +228,33 @@ def run(args: argparse.Namespace) -> int:
         print(f"results: {out / 'results.json'}, {out / 'predictions.csv'}")
         if not args.no_report:
             print(f"report: {out / 'report.html'}")
-        if args.rerank_sweep:
-            from vgloc.rerank.sweep import SWEEP_STEM
 
-            stem = Path(out_dir) / SWEEP_STEM
-            print(f"K sweep: {stem}.md, {stem}.csv, {stem}.png")
+
+def _run_ensemble(args: argparse.Namespace) -> int:
+    """``--ensemble``: :func:`vgloc.evaluation.ensemble.evaluate_ensemble`, then the same printout."""
+    from vgloc.evaluation.ensemble import evaluate_ensemble
+
+    check_sets(args)
+    check_ensemble_args(args, what="eval")
+    common = _common_kwargs(args)
+    result = evaluate_ensemble(
+        args.dataset,
+        args.split,
+        args.model,
+        ensemble=args.ensemble,
+        checkpoints=args.checkpoint,
+        indexes=args.index,
+        lead=args.ensemble_lead - 1,
+        **({} if args.rrf_k is None else {"rrf_k": args.rrf_k}),
+        **common,
+    )
+    out_dir = common["out_dir"]
+    _print_result(args, result, out_dir)
+    for m, member in enumerate(result.settings["ensemble"]["models"], start=1):
+        recalls = "; ".join(
+            f"{d} " + " ".join(f"{n} {v:.1f}" for n, v in r.items()) for d, r in member["recalls"].items()
+        )
+        print(f"model {m}: {member['model']} {member['checkpoint'] or member['index'] or ''}: {recalls}")
     return 0
 
 

@@ -168,23 +168,28 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_model_options(p: argparse.ArgumentParser, required: bool = True, default: str | None = None) -> None:
-    """Model spec, checkpoint and pretrained-weight options."""
+def add_model_options(
+    p: argparse.ArgumentParser, required: bool = True, default: str | None = None, multiple: bool = False
+) -> None:
+    """Model spec, checkpoint and pretrained-weight options (``multiple``: repeatable, values in lists)."""
     g = p.add_argument_group("model")
+    again = " (repeat for an ensemble: one per model, in order)" if multiple else ""
     g.add_argument(
         "--model",
         required=required and default is None,
         default=default,
+        action="append" if multiple else "store",
         help="model spec backbone+aggregator+head (e.g. resnet18+gem+fc512, resnet50.conv4+netvlad64), "
         "or a published model's name (e.g. megaloc, cosplace:resnet50+gem+fc2048), whose weights are "
-        "fetched into the torch hub cache unless --checkpoint gives a local copy (see `vgloc models`)",
+        f"fetched into the torch hub cache unless --checkpoint gives a local copy (see `vgloc models`){again}",
     )
     g.add_argument(
         "--checkpoint",
         type=Path,
         default=None,
+        action="append" if multiple else "store",
         help="weights: a vgloc checkpoint, an authors' state dict (CosPlace, VG benchmark), or, with "
-        "--model NAME, a local copy of NAME's published file (.pth/.ckpt/.safetensors)",
+        f"--model NAME, a local copy of NAME's published file (.pth/.ckpt/.safetensors){again}",
     )
     g.add_argument(
         "--pretrained",
@@ -264,8 +269,14 @@ def add_precision_option(p: Any, auto_note: str = "auto = fp16 on CUDA, fp32 on 
     )
 
 
-def extraction_options(args: argparse.Namespace, brightness: float | None = None) -> Any:
-    """The :class:`vgloc.api.ExtractionOptions` of parsed extraction and runtime options."""
+def extraction_options(
+    args: argparse.Namespace,
+    brightness: float | None = None,
+    contrast: float | None = None,
+    saturation: float | None = None,
+) -> Any:
+    """The :class:`vgloc.api.ExtractionOptions` of parsed extraction and runtime options
+    (``brightness``/``contrast``/``saturation``: the query-only photometric factors)."""
     from vgloc.api import ExtractionOptions
 
     return ExtractionOptions(
@@ -276,6 +287,8 @@ def extraction_options(args: argparse.Namespace, brightness: float | None = None
         channels_last=args.channels_last,
         num_workers=args.workers,
         brightness=brightness,
+        contrast=contrast,
+        saturation=saturation,
         scales=args.scales,
         scale_fusion=args.scale_fusion,
         progress=not args.no_progress,

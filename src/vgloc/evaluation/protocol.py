@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +38,17 @@ if TYPE_CHECKING:
     from vgloc.index import GeoIndex
     from vgloc.local import FeatureCache
 
-__all__ = ["DEFAULT_MODEL", "evaluate", "evaluate_sets", "load_sets"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "build_memory_index",
+    "evaluate",
+    "evaluate_rankings",
+    "evaluate_sets",
+    "load_sets",
+    "resolve_evaluated",
+    "run_settings",
+    "select_domains",
+]
 
 #: The network evaluated when neither a model nor an index is given (CosPlace's architecture).
 DEFAULT_MODEL = "resnet18+gem+fc512"
@@ -127,35 +137,93 @@ def evaluate_sets(
     Returns:
         domain -> :class:`DomainResult` (rankings ``(Q, K)``, recalls, metrics, positions).
     """
+
+    options = describer.resolve_options(options)  # "auto" size -> the describer's own
+    if index is None:
+        index = build_memory_index(describer, database, options, factory, search_params)
+    idx: GeoIndex = index
+
+    def search(name: str, q_set: GeoImageSet, k: int) -> tuple[np.ndarray, np.ndarray]:
+        q_desc = describer.describe(q_set.paths, options, queries=True)
+        return idx.search(q_desc, k, search_params, device=options.device)
+
+    return evaluate_rankings(
+        database,
+        queries,
+        search,
+        recall_values=recall_values,
+        threshold_m=threshold_m,
+        metrics=metrics,
+        method=method,
+        kde=kde,
+        rerank=rerank,
+    )
+
+
+def build_memory_index(
+    describer: Describer,
+    database: GeoImageSet,
+    options: ExtractionOptions,
+    factory: str = "Flat",
+    search_params: str | None = None,
+) -> GeoIndex:
+    """Describe the M database images and index them in memory (``factory``, ``Flat`` = exact)."""
+    from vgloc.index import GeoIndex
+    from vgloc.indexing import default_search_params
+
+    options = describer.resolve_options(options)
+    db_desc = describer.describe(database.paths, options)
+    return GeoIndex.build(
+        db_desc,
+        database,
+        model_spec=describer.spec,
+        image_size=options.image_size,
+        factory=factory,
+        search_params=default_search_params(factory, search_params),
+    )
+
+
+def evaluate_rankings(
+    database: GeoImageSet,
+    queries: Mapping[str, GeoImageSet],
+    search: Callable[[str, GeoImageSet, int], tuple[np.ndarray, np.ndarray]],
+    *,
+    recall_values: Sequence[int] = DEFAULT_RECALL_VALUES,
+    threshold_m: float = DEFAULT_THRESHOLD_M,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    method: str = "nearest",
+    kde: KDEParams = DEFAULT_KDE,
+    rerank: RerankSettings | None = None,
+) -> dict[str, DomainResult]:
+    """Score every query domain from the rankings ``search`` returns (the protocol's scoring half).
+
+    :func:`evaluate_sets` searches one describer's index; an ensemble
+    (:mod:`vgloc.evaluation.ensemble`) searches each model's and fuses the lists.
+
+    Args:
+        database: M geotagged database images (the ids index it).
+        queries: domain name -> Q_d geotagged query images, in the database's frame.
+        search: ``(domain, query set, K) -> (similarities (Q_d, K'), ids (Q_d, K'))``, best
+            first, ``K' <= K``, ids -1 for empty slots.
+        recall_values, threshold_m, metrics, method, kde, rerank: see :func:`evaluate_sets`.
+
+    Returns:
+        domain -> :class:`DomainResult`.
+    """
     from dataclasses import asdict
 
     from vgloc.geo import positives
-    from vgloc.index import GeoIndex
     from vgloc.predict import estimate_positions
 
     recall_values = tuple(recall_values)
     metrics = metrics_for(metrics, database, *queries.values())  # + km accuracies on world-wide data
     kde = kde_params_for(kde, database)  # k=100, m=10, sigma=4 km on world-wide data left at defaults
-    options = describer.resolve_options(options)  # "auto" size -> the describer's own
-    if index is None:
-        from vgloc.indexing import default_search_params
-
-        db_desc = describer.describe(database.paths, options)
-        index = GeoIndex.build(
-            db_desc,
-            database,
-            model_spec=describer.spec,
-            image_size=options.image_size,
-            factory=factory,
-            search_params=default_search_params(factory, search_params),
-        )
     k = max(max(recall_values), kde.k if method == "kde" else 1)
     if rerank is not None:
         k = max(k, rerank.score_k)
     results: dict[str, DomainResult] = {}
     for name, q_set in queries.items():
-        q_desc = describer.describe(q_set.paths, options, queries=True)
-        sims, ids = index.search(q_desc, k, search_params, device=options.device)
+        sims, ids = search(name, q_set, k)
         if ids.shape[1] < k:  # a database smaller than K: empty slots never match
             pad = ((0, 0), (0, k - ids.shape[1]))
             ids = np.pad(ids, pad, constant_values=-1)
@@ -259,8 +327,6 @@ def evaluate(
     """
     import torch
 
-    from vgloc.index import GeoIndex
-
     options = options or ExtractionOptions()
     t_start = time.perf_counter()
     # Everything that can be checked is checked before a single image is described.
@@ -272,36 +338,23 @@ def evaluate(
     if index is None and model is None:
         model = DEFAULT_MODEL
     db, all_queries, split_label = load_sets(dataset, split, database, queries, progress=options.progress)
-    wanted = list(all_queries) if domains is None else list(domains)
-    unknown = [d for d in wanted if d not in all_queries]
-    if unknown:
-        where = f"{dataset}/images/{split}" if dataset is not None else "the queries"
-        raise ValueError(f"query folder(s) {unknown} not in {where}; found: {sorted(all_queries)}")
+    wanted = select_domains(
+        all_queries, domains, f"{dataset}/images/{split}" if dataset is not None else "the queries"
+    )
     recall_values = clip_recall_values(recall_values, len(db))
     torch.manual_seed(seed)
-    idx: GeoIndex | None = None
-    if index is not None:
-        idx = index if isinstance(index, GeoIndex) else GeoIndex.load(index)
-        if isinstance(model, str) and checkpoint is None:
-            # A spec alone names the architecture: the weights are the index's own.
-            describer = describer_for_index(idx)
-            if model.strip().lower() != describer.spec.lower():
-                raise ValueError(
-                    f"the index was built with {describer.spec}, not {model}; leave the model out to use "
-                    "the index's own describer, or pass a checkpoint"
-                )
-        else:
-            describer = describer_for_index(idx, model, checkpoint)
-        if [str(p) for p in idx.images.paths] != [str(p) for p in db.paths]:
-            where = f"{dataset}, {split}" if dataset is not None else str(database)
-            raise ValueError(
-                f"the index holds {len(idx.images)} images that are not this split's {len(db)} "
-                f"database images ({where})"
-            )
-    else:
-        describer = resolve_describer(model, checkpoint, pretrained=pretrained)
-        check_factory(describer.descriptor_dim, factory)
-        describer.prepare(db.paths, options, seed)
+    where = f"{dataset}, {split}" if dataset is not None else str(database)
+    describer, idx = resolve_evaluated(
+        model,
+        checkpoint,
+        index,
+        db,
+        pretrained=pretrained,
+        factory=factory,
+        options=options,
+        seed=seed,
+        where=where,
+    )
     describer = apply_scales(describer, options, idx)  # --scales: multi-scale testing (or the index's)
     options = describer.resolve_options(options)  # "auto" size -> the model's / index's own
     rerank_settings = None
@@ -343,18 +396,10 @@ def evaluate(
         num_database=len(db),
         domains=results,
         settings={
-            "dataset": None if dataset is None else str(dataset),
-            "database": None if database is None else str(getattr(database, "name", "") or database),
-            "checkpoint": None if checkpoint is None else str(checkpoint),
-            "pretrained": pretrained,
-            "image_size": options.image_size,
-            "precision": options.precision,
-            "factory": factory,
-            "search_params": search_params,
-            "test_brightness": options.brightness,
+            **run_settings(
+                dataset, database, checkpoint, pretrained, options, factory, search_params, seed, method
+            ),
             **scale_settings(describer),
-            "seed": seed,
-            "method": method,
         },
         seconds=time.perf_counter() - t_start,
     )
@@ -373,3 +418,86 @@ def evaluate(
             seed=seed,
         )
     return result
+
+
+def resolve_evaluated(
+    model: Any,
+    checkpoint: str | Path | None,
+    index: str | Path | GeoIndex | None,
+    database: GeoImageSet,
+    *,
+    pretrained: bool = False,
+    factory: str = "Flat",
+    options: ExtractionOptions,
+    seed: int = 0,
+    where: str = "the database",
+) -> tuple[Describer, GeoIndex | None]:
+    """The describer an evaluation runs, and the prebuilt index of ``database`` if one is given.
+
+    With ``index``: its own describer (a bare spec must name the index's), or
+    ``model``/``checkpoint`` checked against it; the index must hold exactly
+    ``database``'s images (else ValueError naming ``where``). Without: the describer of
+    ``model`` + ``checkpoint``, prepared on the database (a classical vocabulary).
+    """
+    from vgloc.index import GeoIndex
+
+    if index is None:
+        describer = resolve_describer(model, checkpoint, pretrained=pretrained)
+        check_factory(describer.descriptor_dim, factory)
+        describer.prepare(database.paths, options, seed)
+        return describer, None
+    idx = index if isinstance(index, GeoIndex) else GeoIndex.load(index)
+    if isinstance(model, str) and checkpoint is None:
+        # A spec alone names the architecture: the weights are the index's own.
+        describer = describer_for_index(idx)
+        if model.strip().lower() != describer.spec.lower():
+            raise ValueError(
+                f"the index was built with {describer.spec}, not {model}; leave the model out to use "
+                "the index's own describer, or pass a checkpoint"
+            )
+    else:
+        describer = describer_for_index(idx, model, checkpoint)
+    if [str(p) for p in idx.images.paths] != [str(p) for p in database.paths]:
+        raise ValueError(
+            f"the index holds {len(idx.images)} images that are not this split's {len(database)} "
+            f"database images ({where})"
+        )
+    return describer, idx
+
+
+def select_domains(all_queries: Mapping[str, Any], domains: Sequence[str] | None, where: str) -> list[str]:
+    """The query domains to evaluate: ``domains`` (all when None), each checked to exist in ``where``."""
+    wanted = list(all_queries) if domains is None else list(domains)
+    unknown = [d for d in wanted if d not in all_queries]
+    if unknown:
+        raise ValueError(f"query folder(s) {unknown} not in {where}; found: {sorted(all_queries)}")
+    return wanted
+
+
+def run_settings(
+    dataset: str | Path | None,
+    database: Any,
+    checkpoint: str | Path | None,
+    pretrained: bool,
+    options: ExtractionOptions,
+    factory: str,
+    search_params: str | None,
+    seed: int,
+    method: str,
+) -> dict[str, Any]:
+    """The settings an :class:`EvalResult` records (``results.json``'s ``settings``)."""
+    return {
+        "dataset": None if dataset is None else str(dataset),
+        "database": None if database is None else str(getattr(database, "name", "") or database),
+        "checkpoint": None if checkpoint is None else str(checkpoint),
+        "pretrained": pretrained,
+        "image_size": options.image_size,
+        "precision": options.precision,
+        "factory": factory,
+        "search_params": search_params,
+        "test_brightness": options.brightness,
+        "test_contrast": options.contrast,
+        "test_saturation": options.saturation,
+        "seed": seed,
+        "method": method,
+    }
