@@ -21,6 +21,7 @@ from vgloc.describers import (
     resolve_describer,
 )
 from vgloc.describers.multiscale import (
+    ScaleFusion,
     apply_scales,
     check_fusion,
     check_scales,
@@ -94,6 +95,10 @@ def test_a_row_that_fuses_to_zero_stays_zero_and_one_scale_passes_through() -> N
     np.testing.assert_array_equal(fuse_descriptors(one, "max"), one[0])
     with pytest.raises(ValueError, match=r"\(S, N, D\)"):
         fuse_descriptors(np.ones((2, 3)), "avg")
+    fuser = ScaleFusion("avg")
+    fuser.add(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="scale 2 gave shape"):
+        fuser.add(np.ones((3, 3)))
 
 
 def test_bad_scales_and_fusions_are_refused_clearly() -> None:
@@ -112,6 +117,12 @@ def test_bad_scales_and_fusions_are_refused_clearly() -> None:
     assert check_fusion("MAX") == "max"
     with pytest.raises(ValueError, match="avg, sum, max, min"):
         check_fusion("mean")
+    # Options refuse them when they are made, before any model is loaded.
+    assert ExtractionOptions(scales=[2, 0.5], scale_fusion="Min").scales == (2.0, 0.5)
+    with pytest.raises(ValueError, match="positive"):
+        ExtractionOptions(scales=(0.5, 0.0))
+    with pytest.raises(ValueError, match="unknown scale fusion"):
+        ExtractionOptions(scales=(0.5, 1.0), scale_fusion="median")
 
 
 def test_scaled_sizes_round_and_respect_the_networks_multiple() -> None:

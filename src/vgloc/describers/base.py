@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from vgloc.describers.scales import check_fusion, check_scales
+
 if TYPE_CHECKING:
     from vgloc.data.images import ImageInput
 
@@ -79,6 +81,10 @@ class ExtractionOptions:
             flip near-tied rankings, so off by default.
         brightness: scale query pixel values by this factor (the night-simulation trick);
             applied to queries only.
+        contrast: query contrast factor (torchvision ``adjust_contrast``: 1 unchanged,
+            0 uniform grey), after brightness; queries only.
+        saturation: query saturation factor (torchvision ``adjust_saturation``: 1
+            unchanged, 0 greyscale), after contrast; queries only.
         scales: multi-scale testing: describe every image at ``(round(H*s), round(W*s))``
             of the resolved size for each ``s`` and fuse (see
             :mod:`vgloc.describers.multiscale`); None (default) = as recorded (an index's
@@ -97,9 +103,18 @@ class ExtractionOptions:
     engine: str = "auto"
     jpeg_draft: bool = False
     brightness: float | None = None
+    contrast: float | None = None
+    saturation: float | None = None
     scales: tuple[float, ...] | None = None
     scale_fusion: str | None = None
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        # Bad scales fail where the options are made, before any model is loaded.
+        if self.scales is not None:
+            self.scales = check_scales(self.scales)
+        if self.scale_fusion is not None:
+            self.scale_fusion = check_fusion(self.scale_fusion)
 
 
 @dataclass

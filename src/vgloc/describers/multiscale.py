@@ -27,7 +27,6 @@ scales that differ from an index's.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vgloc.describers.base import Describer, ExtractionOptions, ImageSize, IndexState
+from vgloc.describers.scales import DEFAULT_FUSION, FUSIONS, check_fusion, check_scales
 
 if TYPE_CHECKING:
     from vgloc.data.images import ImageInput
@@ -45,6 +45,7 @@ __all__ = [
     "FUSIONS",
     "MIN_SCALED_SIDE",
     "MultiScaleDescriber",
+    "ScaleFusion",
     "apply_scales",
     "check_fusion",
     "check_scales",
@@ -54,43 +55,55 @@ __all__ = [
     "scaled_size",
 ]
 
-#: The fusions of the VG studies' ``--multi_scale_method``.
-FUSIONS: tuple[str, ...] = ("avg", "sum", "max", "min")
-DEFAULT_FUSION = "avg"
 #: Sides below this many pixels are refused (the smallest ``--image-size`` too).
 MIN_SCALED_SIDE = 16
 SINGLE_SCALE: tuple[float, ...] = (1.0,)
 
 
-def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
-    """``scales`` as a tuple of floats, or a ValueError saying what is wrong.
+class ScaleFusion:
+    """Element-wise fusion of descriptors added one scale at a time (``O(N*D)`` memory).
 
-    Scales must be finite numbers > 0, at least one, none repeated (a repeated scale
-    would only weigh that size twice in ``avg``/``sum`` at the price of another pass).
+    Args:
+        fusion: ``avg`` (mean over scales), ``sum``, ``max`` or ``min``.
+
+    Example:
+        >>> fuser = ScaleFusion("max")
+        >>> for d in per_scale: fuser.add(d)  # doctest: +SKIP
+        >>> fused = fuser.result()  # doctest: +SKIP
     """
-    if isinstance(scales, (str, bytes)):
-        raise ValueError(f"scales must be a sequence of numbers, got the string {scales!r}")
-    try:
-        values = tuple(float(s) for s in scales)
-    except (TypeError, ValueError):
-        raise ValueError(f"scales must be numbers, got {scales!r}") from None
-    if not values:
-        raise ValueError("give at least one scale (e.g. 0.5,1,1.5)")
-    bad = [s for s in values if not (math.isfinite(s) and s > 0)]
-    if bad:
-        raise ValueError(f"scales must be positive numbers, got {', '.join(map(str, bad))}")
-    repeated = sorted({s for s in values if values.count(s) > 1})
-    if repeated:
-        raise ValueError(f"scale {', '.join(f'{s:g}' for s in repeated)} given more than once")
-    return values
 
+    def __init__(self, fusion: str) -> None:
+        self.fusion = check_fusion(fusion)
+        self.count = 0
+        self._acc: np.ndarray | None = None
 
-def check_fusion(fusion: str) -> str:
-    """``fusion`` lower-cased, or a ValueError naming the four fusions."""
-    name = str(fusion).strip().lower()
-    if name not in FUSIONS:
-        raise ValueError(f"unknown scale fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
-    return name
+    def add(self, descriptors: np.ndarray) -> None:
+        """Fold in one scale's ``(N, D)`` descriptors."""
+        x = np.asarray(descriptors, dtype=np.float32)
+        if self._acc is None:
+            self._acc = x.copy()
+        elif x.shape != self._acc.shape:
+            raise ValueError(f"scale {self.count + 1} gave shape {x.shape}, the first gave {self._acc.shape}")
+        elif self.fusion in ("avg", "sum"):
+            self._acc += x
+        elif self.fusion == "max":
+            np.maximum(self._acc, x, out=self._acc)
+        else:
+            np.minimum(self._acc, x, out=self._acc)
+        self.count += 1
+
+    def result(self) -> np.ndarray:
+        """``(N, D)`` float32, each row of unit L2 norm (a row that fuses to exactly zero
+        stays zero rather than becoming NaN). One scale is returned as is: describers'
+        rows are unit norm already, and normalising again would change the last bits, so
+        a single scale 1 stays identical to the plain describer."""
+        if self._acc is None:
+            raise ValueError("no scale was added")
+        if self.count == 1:
+            return self._acc
+        fused = self._acc / self.count if self.fusion == "avg" else self._acc
+        norms = np.linalg.norm(fused, axis=1, keepdims=True)
+        return np.asarray(fused / np.maximum(norms, np.finfo(np.float32).tiny), dtype=np.float32)
 
 
 def fuse_descriptors(per_scale: np.ndarray, fusion: str) -> np.ndarray:
@@ -101,28 +114,15 @@ def fuse_descriptors(per_scale: np.ndarray, fusion: str) -> np.ndarray:
         fusion: ``avg`` (mean over scales), ``sum``, ``max`` or ``min``.
 
     Returns:
-        ``(N, D)`` float32, each row of unit L2 norm (a row that fuses to exactly zero
-        stays zero rather than becoming NaN). One scale (``S = 1``) is returned as is:
-        describers' rows are unit norm already, and normalising again would change the
-        last bits, so a single scale 1 stays identical to the plain describer.
+        ``(N, D)`` float32 with unit rows (see :meth:`ScaleFusion.result`).
     """
     stack = np.asarray(per_scale, dtype=np.float32)
     if stack.ndim != 3 or stack.shape[0] < 1:
         raise ValueError(f"expected (S, N, D) descriptors with S >= 1, got shape {stack.shape}")
-    if stack.shape[0] == 1:
-        check_fusion(fusion)
-        return stack[0].copy()
-    name = check_fusion(fusion)
-    if name == "avg":
-        fused = stack.mean(axis=0)
-    elif name == "sum":
-        fused = stack.sum(axis=0)
-    elif name == "max":
-        fused = stack.max(axis=0)
-    else:
-        fused = stack.min(axis=0)
-    norms = np.linalg.norm(fused, axis=1, keepdims=True)
-    return np.asarray(fused / np.maximum(norms, np.finfo(np.float32).tiny), dtype=np.float32)
+    fuser = ScaleFusion(fusion)
+    for descriptors in stack:
+        fuser.add(descriptors)
+    return fuser.result()
 
 
 def scaled_size(size: tuple[int, int], scale: float, multiple: int = 1) -> tuple[int, int]:
@@ -254,13 +254,15 @@ class MultiScaleDescriber(Describer):
             groups = {options.image_size: list(range(len(items)))}
         else:
             groups = _group_by_size(items)
-        per_scale = np.empty((len(self.scales), len(items), self.descriptor_dim), dtype=np.float32)
-        for i, scale in enumerate(self.scales):
+        # One scale at a time into a running fusion: memory stays 2 x (N, D) for any S.
+        fuser = ScaleFusion(self.fusion)
+        for scale in self.scales:
+            at_scale = np.empty((len(items), self.descriptor_dim), dtype=np.float32)
             for size, rows in groups.items():
-                sub = [items[r] for r in rows]
                 step = dataclasses.replace(base, image_size=scaled_size(size, scale, multiple))
-                per_scale[i, rows] = self.inner.describe(sub, step, queries=queries)
-        return fuse_descriptors(per_scale, self.fusion)
+                at_scale[rows] = self.inner.describe([items[r] for r in rows], step, queries=queries)
+            fuser.add(at_scale)
+        return fuser.result()
 
     def prepare(self, database: Sequence[Path], options: ExtractionOptions, seed: int = 0) -> bool:
         """The inner describer's data-dependent fitting (at the base image size)."""
