@@ -92,13 +92,16 @@ def test_rotate_tile_turns_content_counter_clockwise() -> None:
 
 def test_pair_dataset_relative_heading(xv_city: Path) -> None:
     pairs = load_pairs(xv_city, "train", "database")
+    i = int(np.flatnonzero(pairs.heading % 360 == 135)[0])  # a street view looking south-east
     fixed = PairDataset(pairs, (24, 32), 16, rotation_range=0, seed=0)
-    g, a, rel = fixed[3]
+    g, a, rel = fixed[i]
     assert g.shape == (3, 24, 32) and a.shape == (3, 16, 16)
-    assert rel.item() == pytest.approx(math.radians(pairs.heading[3]), abs=1e-6)
-    free = PairDataset(pairs, (24, 32), 16, rotation_range=360, seed=0)
-    rels = {round(free[3 + k * len(pairs)][2].item(), 4) for k in range(4)}
-    assert len(rels) == 4  # each draw its own rotation
+    assert rel.item() == 0.0  # aligned: the view's heading points up in the tile
+    tile = fixed.tile_tf(Image.open(pairs.tiles[int(pairs.tile_of[i])]).convert("RGB"))
+    torch.testing.assert_close(a, rotate_tile(tile, 135.0, 16))
+    free = PairDataset(pairs, (24, 32), 16, rotation_range=180, seed=0)
+    rels = [free[i + k * len(pairs)][2].item() for k in range(6)]
+    assert len(set(rels)) == 6 and all(abs(r) <= math.pi / 2 for r in rels)  # -delta, |delta| <= 90
     with pytest.raises(ValueError, match="rotation_range"):
         PairDataset(pairs, (24, 32), 16, rotation_range=400, seed=0)
 

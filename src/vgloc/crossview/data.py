@@ -246,14 +246,19 @@ def rotate_tile(tile: Tensor, angle_deg: float, size: int) -> Tensor:
 
 
 class PairDataset(Dataset[tuple[Tensor, Tensor, Tensor]]):
-    """Training items: street view, randomly rotated tile, and the relative heading.
+    """Training items: street view, aligned and randomly perturbed tile, and the relative heading.
+
+    As in Vo & Hays (2016), the training tile is first aligned with the street view (rotated
+    so that the view's heading points up; heading known at training time), then rotated by
+    a random ``delta`` uniform in ``[-range/2, range/2]``: ``range = 0`` learns aligned
+    matching (the test then samples rotations), ``range = 360`` full rotation invariance.
+    A street view without a heading keeps its tile north-up plus ``delta``.
 
     Args:
         pairs: The pairs.
         ground_size: ``(H, W)`` of the street views.
         aerial_size: Side of the tiles after rotation and crop.
-        rotation_range: Degrees of random tile rotation (0, 45, 90, 180, 360: uniform in
-            ``[-range/2, range/2]``), for that much rotation invariance (Vo & Hays 2016).
+        rotation_range: Degrees of the random perturbation (0, 45, 90, 180, 360).
         seed: Seed of the rotations.
 
     Index ``j`` is street view ``j % N`` at draw ``j // N`` (its own rotation), so a
@@ -261,7 +266,7 @@ class PairDataset(Dataset[tuple[Tensor, Tensor, Tensor]]):
 
     Items:
         ``(ground (3, H, W), tile (3, s, s), relative heading in radians ())``: the street
-        view's heading relative to the rotated tile's up direction (NaN if unknown).
+        view's heading relative to the rotated tile's up direction, ``-delta`` (NaN if unknown).
     """
 
     def __init__(
@@ -290,8 +295,10 @@ class PairDataset(Dataset[tuple[Tensor, Tensor, Tensor]]):
         ground = self.ground_tf(load_image(p.ground[i]))
         tile = self.tile_tf(load_image(p.tiles[int(p.tile_of[i])]))
         rng = random.Random(f"{self.seed}/{draw}/{i}")
-        angle = rng.uniform(-self.rotation_range / 2, self.rotation_range / 2)
-        rel = math.radians(float(p.heading[i]) - angle)
+        delta = rng.uniform(-self.rotation_range / 2, self.rotation_range / 2)
+        heading = float(p.heading[i])
+        angle = (heading if math.isfinite(heading) else 0.0) + delta
+        rel = math.radians(heading - angle)  # -delta, or NaN for an unknown heading
         return ground, rotate_tile(tile, angle, self.aerial_size), torch.tensor(rel, dtype=torch.float32)
 
 
