@@ -30,11 +30,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vgloc.geo import MetricFrame, validate_latlon
+
+if TYPE_CHECKING:
+    from vgloc.data.synthetic.style import CityStyle
 
 # Lund, Sweden (the old town south of the cathedral). The project's real sample
 # photos (shared/data/lund-exif-gps) were taken here, so maps of synthetic and
@@ -178,6 +181,7 @@ class CityMap:
     trees: np.ndarray  # (T, 3) x, y, variant
     lamps: np.ndarray  # (L, 2) x, y
     extent: tuple[float, float]  # (width, height) of the city in metres
+    style: CityStyle | None = None  # architecture, vegetation, signs (None: the original city)
     _grid: dict[str, Any] = field(default_factory=dict, repr=False)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -197,6 +201,7 @@ class CityMap:
         seed: int = 0,
         size: str | CitySize = "tiny",
         anchor: tuple[float, float] = DEFAULT_ANCHOR,
+        style: CityStyle | None = None,
     ) -> CityMap:
         """Generate the city deterministically from a seed.
 
@@ -204,6 +209,8 @@ class CityMap:
             seed: any non-negative integer; the same seed gives the same city.
             size: a name in :data:`SIZES` or a :class:`CitySize`.
             anchor: (latitude, longitude) in degrees of the city's centre.
+            style: its architecture and vegetation (:mod:`vgloc.data.synthetic.style`);
+                None = the original city (same draws, same street plan either way).
 
         Returns:
             The city.
@@ -255,12 +262,16 @@ class CityMap:
                 if block_type[c, r] == BLOCK_TYPE_NORMAL and rng.random() < 0.06:
                     block_type[c, r] = BLOCK_TYPE_PLAZA
 
-        templates = _make_templates(rng, 40)
-        bld = _make_buildings(rng, templates, col_lo, col_hi, row_lo, row_hi, block_type, ncols, nrows)
+        templates = _make_templates(rng, 40, style)
+        floors_shift = 0.0 if style is None else style.floors_shift
+        bld = _make_buildings(
+            rng, templates, col_lo, col_hi, row_lo, row_hi, block_type, ncols, nrows, floors_shift
+        )
         faces = _make_faces(bld)
         trees, lamps = _make_street_furniture(
-            rng, col_lo, col_hi, row_lo, row_hi, block_type, street_x, street_y
-        )
+            rng, col_lo, col_hi, row_lo, row_hi, block_type, street_x, street_y,
+            0.35 if style is None else style.tree_rate,
+        )  # fmt: skip
 
         # The anchor is the city's centre; the frame is the zone of the anchor.
         frame = MetricFrame.for_points(np.array([lat]), np.array([lon]), what="anchor")
@@ -297,6 +308,7 @@ class CityMap:
             trees=trees,
             lamps=lamps,
             extent=(float(width), float(height)),
+            style=style,
         )
         city._build_grid()
         return city
@@ -581,12 +593,16 @@ def _csr(cells: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     return start, items
 
 
-def _make_templates(rng: np.random.Generator, n: int) -> list[dict[str, Any]]:
+def _make_templates(rng: np.random.Generator, n: int, style: CityStyle | None = None) -> list[dict[str, Any]]:
     """Facade style templates shared by many buildings (the city's repetition)."""
+    # A style picks among fewer entries with the same draws (the original city: all entries).
+    walls = _WALL_PALETTE if style is None or style.walls is None else _WALL_PALETTE[list(style.walls)]
+    designs = np.arange(12) if style is None or style.windows is None else np.asarray(style.windows)
+    glass_share = 0.12 if style is None else style.glass_share
     out = []
     for _ in range(n):
-        glass = rng.random() < 0.12  # a modern curtain-wall building
-        wall = _WALL_PALETTE[rng.integers(len(_WALL_PALETTE))] * rng.uniform(0.9, 1.08)
+        glass = rng.random() < glass_share  # a modern curtain-wall building
+        wall = walls[rng.integers(len(walls))] * rng.uniform(0.9, 1.08)
         trim = np.clip(wall * rng.uniform(0.6, 1.35) + rng.uniform(-0.05, 0.05, 3), 0.05, 0.95)
         if rng.random() < 0.35:
             trim = np.array([0.9, 0.88, 0.84]) * rng.uniform(0.85, 1.0)
@@ -599,7 +615,9 @@ def _make_templates(rng: np.random.Generator, n: int) -> list[dict[str, Any]]:
                 "bay_w": rng.uniform(2.4, 4.6) if not glass else rng.uniform(1.5, 2.2),
                 "win_w": rng.uniform(0.35, 0.65) if not glass else rng.uniform(0.88, 0.95),
                 "win_h": rng.uniform(0.4, 0.65) if not glass else rng.uniform(0.75, 0.9),
-                "win_design": int(rng.integers(0, 12)) if not glass else 12 + int(rng.integers(0, 2)),
+                "win_design": int(designs[rng.integers(len(designs))])
+                if not glass
+                else 12 + int(rng.integers(0, 2)),
                 "ground": int(rng.choice(3, p=[0.55, 0.33, 0.12])) if not glass else GROUND_LOBBY,
                 "courses": bool(rng.random() < 0.5) and not glass,
                 "roof": _ROOF_PALETTE[rng.integers(len(_ROOF_PALETTE))],
@@ -625,6 +643,7 @@ def _make_buildings(
     block_type: np.ndarray,
     ncols: int,
     nrows: int,
+    floors_shift: float = 0.0,
 ) -> dict[str, np.ndarray]:
     """Perimeter-block buildings for every normal block; arrays keyed by :data:`_BLD_KEYS`."""
     rows: list[dict[str, Any]] = []
@@ -660,7 +679,9 @@ def _make_buildings(
             Y0, Y1 = row_lo[r] + SIDEWALK_M, row_hi[r] - SIDEWALK_M
             # District character: a taller core, lower edges.
             core = 1.0 - abs((c + 0.5) / ncols - 0.5) * 1.2
-            base_floors = int(np.clip(rng.normal(2.5 + 5 * core, 1.2), 1, 10))
+            base_floors = int(
+                np.clip(rng.normal(2.5 + 5 * core + floors_shift, 1.2), 1, 10 + max(0, floors_shift))
+            )
             d = float(min(rng.uniform(11, 18), (X1 - X0) / 2.2, (Y1 - Y0) / 2.2))
             strips = [
                 ("x", X0, X1, Y0, Y0 + d),  # south side, frontage along x
@@ -776,6 +797,7 @@ def _make_street_furniture(
     block_type: np.ndarray,
     street_x: np.ndarray,
     street_y: np.ndarray,
+    tree_rate: float = 0.35,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Trees (tree-lined streets, parks, plazas) and street lamps along sidewalks."""
     trees: list[tuple[float, float, int]] = []
@@ -795,7 +817,7 @@ def _make_street_furniture(
                 # Lamps every ~25 m on every block edge, offset from the corners.
                 for t in np.arange(a0 + 6.0, a1 - 3.0, 25.0):
                     lamps.append((t, fixed) if ax == "x" else (fixed, t))
-                if rng.random() < 0.35:  # a tree-lined edge
+                if rng.random() < tree_rate:  # a tree-lined edge
                     sp = rng.uniform(7, 11)
                     for t in np.arange(a0 + 4.0 + rng.uniform(0, 3), a1 - 3.0, sp):
                         v = int(rng.integers(0, 4))

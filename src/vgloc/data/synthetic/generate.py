@@ -55,6 +55,7 @@ from vgloc.data.synthetic.render import (
     render_aerial,
     render_view,
 )
+from vgloc.data.synthetic.style import CityStyle
 from vgloc.data.vgnames import VGName, format_vg_name
 from vgloc.io import atomic_path, write_json_atomic
 
@@ -88,9 +89,12 @@ def _params(
     fov_deg: float,
     aerial_size: int,
     aerial_extent_m: float,
+    style: CityStyle | None = None,
 ) -> dict[str, Any]:
     name, sz = resolve_size(size)
-    return {
+    # A style is recorded only when given, so the original city's parameters (and files) are unchanged.
+    styled = {} if style is None else {"style": style.to_dict()}
+    return styled | {
         "generator_version": GENERATOR_VERSION,
         "size": name,
         "size_params": sz.to_dict(),
@@ -187,7 +191,8 @@ def _city_for(key: str) -> CityMap:
         p = json.loads(key)
         size = p["size"] if p["size"] in SIZES else CitySize(**p["size_params"])
         _WORKER_CITIES.clear()
-        _WORKER_CITIES[key] = CityMap.generate(p["seed"], size, (p["anchor"][0], p["anchor"][1]))
+        style = CityStyle.from_dict(p["style"]) if "style" in p else None
+        _WORKER_CITIES[key] = CityMap.generate(p["seed"], size, (p["anchor"][0], p["anchor"][1]), style)
     return _WORKER_CITIES[key]
 
 
@@ -263,6 +268,7 @@ def generate_city(
     aerial_extent_m: float = 96.0,
     progress: bool = True,
     workers: int | None = None,
+    style: CityStyle | None = None,
 ) -> Path:
     """Generate (or reuse, or resume) a synthetic city dataset.
 
@@ -278,6 +284,8 @@ def generate_city(
         aerial_extent_m: ground width = height of an aerial tile in metres.
         progress: show a progress bar.
         workers: processes; default 1 for fewer than 600 images, else the CPU count (<= 8).
+        style: the city's architecture, vegetation and signs (:class:`~vgloc.data.synthetic.style.CityStyle`);
+            None = the original city.
 
     Returns:
         The dataset root.
@@ -295,12 +303,12 @@ def generate_city(
         raise ValueError(f"aerial_extent_m must be positive, got {aerial_extent_m!r}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive integer or None, got {workers!r}")
-    params = _params(size, seed, anchor, image_size, fov_deg, aerial_size, aerial_extent_m)
+    params = _params(size, seed, anchor, image_size, fov_deg, aerial_size, aerial_extent_m, style)
     root = Path(out_dir)
     if is_complete(root, params):
         return root
     _prepare_root(root, params)
-    city = CityMap.generate(seed, size, anchor)
+    city = CityMap.generate(seed, size, anchor, style)
     plan = plan_city(city)
     jobs = [(f"{split}/{folder}", rec) for split, folder, recs in plan for rec in recs]
     for split, folder, _ in plan:

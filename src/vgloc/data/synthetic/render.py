@@ -43,6 +43,7 @@ from vgloc.data.synthetic.citymap import (
     SIDEWALK_M,
     CityMap,
 )
+from vgloc.data.synthetic.style import city_textures, style_rgb
 from vgloc.data.synthetic.textures import (
     N_SIGNS,
     NOISE,
@@ -53,7 +54,6 @@ from vgloc.data.synthetic.textures import (
     WIN_H,
     WIN_W,
     Textures,
-    get_textures,
 )
 
 DEFAULT_IMAGE_SIZE: tuple[int, int] = (192, 256)  # (H, W)
@@ -376,7 +376,7 @@ def ground_albedo(
     in_row = (ky & 1) == 1
     outside = (kx == 0) | (kx == len(ex)) | (ky == 0) | (ky == len(ey))
     noise = _noise_at(tex, gy, gx, 3.0)
-    col = _rgb((0.3, 0.3, 0.32)) * (0.92 + 0.08 * noise)[None, :]
+    col = _rgb(style_rgb(city, (0.3, 0.3, 0.32), "ground")) * (0.92 + 0.08 * noise)[None, :]
     # Streets: dashed centre lines and zebra crossings near intersections (only street pixels).
     st = np.nonzero(~(in_col & in_row) & ~outside)[0]
     if st.size:
@@ -417,13 +417,13 @@ def ground_albedo(
         grass = (btype == BLOCK_TYPE_PARK) & ~side
         path = grass & ((np.abs(bx - 0.5 * (c_lo + c_hi)) < 1.5) | (np.abs(by - 0.5 * (r_lo + r_hi)) < 1.5))
         out = _rgb((0.45, 0.42, 0.38)) * np.ones((1, bk.size), np.float32)  # courtyards
-        _put(out, side, _rgb((0.6, 0.58, 0.55)) * pave)
+        _put(out, side, _rgb(style_rgb(city, (0.6, 0.58, 0.55), "ground")) * pave)
         _put(out, side & (d_edge < 0.3), 0.72)  # kerb stones
         _put(out, ~side & (btype == BLOCK_TYPE_PLAZA), _rgb((0.68, 0.64, 0.58)) * pave)
-        _put(out, grass, _rgb((0.25, 0.42, 0.17)) * (0.85 + 0.15 * nb)[None, :])
+        _put(out, grass, _rgb(style_rgb(city, (0.25, 0.42, 0.17), "foliage")) * (0.85 + 0.15 * nb)[None, :])
         _put(out, path, _rgb((0.66, 0.6, 0.5)))
         col[:, bk] = out
-    _put(col, outside, _rgb((0.25, 0.42, 0.17)) * (0.85 + 0.15 * noise)[None, :])
+    _put(col, outside, _rgb(style_rgb(city, (0.25, 0.42, 0.17), "foliage")) * (0.85 + 0.15 * noise)[None, :])
     return col
 
 
@@ -625,7 +625,7 @@ def _render(
     cam_h: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render into a float image (H, W, 3) in [0, ~1] and a depth map (H, W) (local coordinates)."""
-    tex = get_textures(city.seed)
+    tex = city_textures(city)  # the seed's atlases, with the style's foliage and signs
     th = math.radians(heading)
     sin_h, cos_h = math.sin(th), math.cos(th)
     half = math.radians(fov) / 2
@@ -911,7 +911,7 @@ def render_aerial(
     if not (math.isfinite(extent_m) and extent_m > 0):
         raise ValueError(f"extent_m must be a positive number, got {extent_m!r}")
     cond = conditions if conditions is not None else Conditions()
-    tex = get_textures(city.seed)
+    tex = city_textures(city)  # the seed's atlases, with the style's foliage and signs
     S = int(size)
     gsd = extent_m / S
     cx, cy = city.utm_to_local(float(x), float(y))

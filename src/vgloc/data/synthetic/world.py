@@ -1,12 +1,15 @@
 """A synthetic world: several synthetic cities on different continents, one dataset.
 
 Each place is a :func:`~vgloc.data.synthetic.generate_city` city with its own seed
-(its own street plan, facades and colours) anchored at a real city's coordinates,
-plus a per-city colour grade (per-channel gains and offsets, drawn from the seed) on
-every image, so that the cities differ in a learnable, global way as regions of the
-world do (the study's "distinct styles"; architecture and vegetation differences are
-only those of the seeds). The database and day queries of every city are merged
-into the usual layout, file names keeping their coordinates::
+(its own street plan) anchored at a real city's coordinates, built in its own
+architectural style (:class:`~vgloc.data.synthetic.style.CityStyle`: facade colours,
+window designs, share of glass towers, building heights, amount and colour of
+vegetation, shop-sign colours; :data:`WORLD_STYLES` for the default places, drawn
+from the seed for others), plus a per-city colour grade (per-channel gains and
+offsets, drawn from the seed) on every image, so that the cities differ in
+learnable ways as regions of the world do (the study's "distinct styles"). The
+database and day queries of every city are merged into the usual layout, file names
+keeping their coordinates::
 
     out/
       world.json                  places, styles, counts; written LAST (completeness marker)
@@ -32,9 +35,10 @@ from PIL import Image
 from vgloc.data.synthetic.citymap import SPLITS, CitySize, resolve_size
 from vgloc.data.synthetic.generate import generate_city
 from vgloc.data.synthetic.render import DEFAULT_IMAGE_SIZE
+from vgloc.data.synthetic.style import CityStyle
 from vgloc.io import atomic_path, write_json_atomic
 
-__all__ = ["WORLD_FOLDERS", "WORLD_PLACES", "generate_world"]
+__all__ = ["WORLD_FOLDERS", "WORLD_PLACES", "WORLD_STYLES", "generate_world", "place_style"]
 
 #: (name, latitude, longitude) of the default places: six continents.
 WORLD_PLACES: tuple[tuple[str, float, float], ...] = (
@@ -45,6 +49,47 @@ WORLD_PLACES: tuple[tuple[str, float, float], ...] = (
     ("tokyo", 35.6762, 139.6503),
     ("sao_paulo", -23.5505, -46.6333),
 )
+#: The architecture of the default places: a caricature of each region, chosen so that
+#: facades, heights, greenery and signs differ between cities (walls: the facade palette
+#: of :mod:`vgloc.data.synthetic.citymap`, 0 sand ... 13 slate; windows: designs 0..11).
+WORLD_STYLES: dict[str, CityStyle] = {
+    # stone and cream plaster, six-storey blocks, tree-lined avenues, dark-green shop fronts
+    "paris": CityStyle(
+        walls=(0, 5, 11, 12), windows=(0, 1, 2), glass_share=0.02, floors_shift=1.0,
+        tree_rate=0.7, sign_tint=(0.12, 0.3, 0.2),
+        ground=(1.25, 1.15, 1.0),
+    ),
+    # brick and brownstone, tall, glass towers, few trees, yellow signs
+    "new_york": CityStyle(
+        walls=(1, 2, 10, 4), windows=(3, 4, 5), glass_share=0.35, floors_shift=4.0,
+        tree_rate=0.15, sign_tint=(0.9, 0.75, 0.15),
+        ground=(0.8, 0.8, 0.85),
+    ),
+    # sandstone and light concrete, grey-green eucalyptus, blue signs
+    "sydney": CityStyle(
+        walls=(0, 3, 11, 12), windows=(6, 7), glass_share=0.3, floors_shift=2.0,
+        tree_rate=0.5, foliage=(1.1, 0.95, 0.9), sign_tint=(0.1, 0.35, 0.75),
+        ground=(1.2, 1.15, 1.05),
+    ),
+    # ochre and salmon plaster, low-rise, dry vegetation, red signs
+    "nairobi": CityStyle(
+        walls=(6, 9, 12, 3), windows=(8, 9), glass_share=0.04, floors_shift=-1.5,
+        tree_rate=0.4, foliage=(1.6, 1.1, 0.55), sign_tint=(0.8, 0.15, 0.1),
+        ground=(1.6, 1.1, 0.75),
+    ),
+    # grey and white concrete, tall, glass, hardly a tree, magenta signs
+    "tokyo": CityStyle(
+        walls=(3, 4, 5, 13), windows=(10, 11), glass_share=0.3, floors_shift=3.0,
+        tree_rate=0.08, sign_tint=(0.9, 0.1, 0.5),
+        ground=(1.0, 1.0, 1.08),
+    ),
+    # concrete with pastel paint, towers, lush trees, green signs
+    "sao_paulo": CityStyle(
+        walls=(4, 3, 7, 8), windows=(3, 6, 9), glass_share=0.2, floors_shift=3.0,
+        tree_rate=0.5, foliage=(0.75, 1.2, 0.8), sign_tint=(0.15, 0.6, 0.2),
+        ground=(1.15, 0.95, 0.95),
+    ),
+}  # fmt: skip
 #: The folders merged from each city.
 WORLD_FOLDERS = ("database", "queries")
 _MARKER = ".vgloc_world_incomplete.json"
@@ -57,6 +102,28 @@ def _style(seed: int, index: int) -> dict[str, list[float]]:
         "gain": rng.uniform(0.7, 1.3, 3).round(3).tolist(),
         "offset": rng.uniform(-20, 20, 3).round(1).tolist(),
     }
+
+
+def place_style(name: str, seed: int, index: int) -> CityStyle:
+    """The style of place ``index``: :data:`WORLD_STYLES` by name, else drawn from ``seed``.
+
+    A drawn style takes 4 facade colours, 3 window designs, a glass share in [0, 0.4],
+    a floor shift in [-1.5, 4], a tree rate in [0.05, 0.7], foliage factors in
+    [0.7, 1.4], a sign colour and ground factors in [0.8, 1.5].
+    """
+    if name in WORLD_STYLES:
+        return WORLD_STYLES[name]
+    rng = np.random.default_rng([seed, 0x57A1E, index])
+    return CityStyle(
+        walls=tuple(int(v) for v in np.sort(rng.choice(14, 4, replace=False))),
+        windows=tuple(int(v) for v in np.sort(rng.choice(12, 3, replace=False))),
+        glass_share=round(float(rng.uniform(0.0, 0.4)), 3),
+        floors_shift=round(float(rng.uniform(-1.5, 4.0)), 2),
+        tree_rate=round(float(rng.uniform(0.05, 0.7)), 3),
+        foliage=tuple(round(float(v), 3) for v in rng.uniform(0.7, 1.4, 3)),  # type: ignore[arg-type]
+        sign_tint=tuple(round(float(v), 3) for v in rng.uniform(0.1, 0.9, 3)),  # type: ignore[arg-type]
+        ground=tuple(round(float(v), 3) for v in rng.uniform(0.8, 1.5, 3)),  # type: ignore[arg-type]
+    )
 
 
 def _grade(src: Path, dst: Path, style: dict[str, list[float]]) -> None:
@@ -106,6 +173,7 @@ def generate_world(
         "places": [list(p) for p in places],
         "image_size": list(image_size),
         "styles": {name: _style(seed, i) for i, name in enumerate(names)},
+        "architecture": {name: place_style(name, seed, i).to_dict() for i, name in enumerate(names)},
     }
     done = out / "world.json"
     if done.exists() and json.loads(done.read_text()).get("params") == params:
@@ -126,6 +194,7 @@ def generate_world(
             image_size=image_size,
             progress=progress,
             workers=workers,
+            style=place_style(name, seed, i),
         )
         for split in SPLITS:
             for folder in WORLD_FOLDERS:
