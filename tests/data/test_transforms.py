@@ -1,9 +1,10 @@
-"""Preprocessing: sizes, hand-computed normalised values, brightness scaling."""
+"""Preprocessing: sizes, hand-computed normalised values, brightness, contrast and saturation."""
 
 from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -82,3 +83,53 @@ def test_transform_pickles_for_worker_processes() -> None:
 def test_bad_arguments(resize: object, brightness: float | None) -> None:
     with pytest.raises(ValueError):
         build_transform(resize, brightness=brightness)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- contrast, saturation
+
+
+def _halves(left: int, right: int) -> Image.Image:
+    """A grey image whose left half has pixel value ``left`` and right half ``right``."""
+    image = Image.new("RGB", (4, 2), (left,) * 3)
+    image.paste((right,) * 3, (2, 0, 4, 2))
+    return image
+
+
+def _unnormalise(x: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
+    std = torch.tensor(IMAGENET_STD)[:, None, None]
+    return x * std + mean
+
+
+def test_contrast_blends_with_the_mean_grey() -> None:
+    # Halves 0.2 and 0.6 (51, 153 / 255): mean 0.4; contrast 0.5 -> 0.5 x + 0.5 * 0.4 = 0.3 and 0.5.
+    out = _unnormalise(build_transform(None, contrast=0.5)(_halves(51, 153)))
+    torch.testing.assert_close(out[:, 0, 0], torch.full((3,), 0.3), atol=1e-4, rtol=0)
+    torch.testing.assert_close(out[:, 0, 3], torch.full((3,), 0.5), atol=1e-4, rtol=0)
+    flat = _unnormalise(build_transform(None, contrast=0.0)(_halves(51, 153)))
+    torch.testing.assert_close(flat, torch.full_like(flat, 0.4), atol=1e-4, rtol=0)
+
+
+def test_saturation_blends_with_the_greyscale_image() -> None:
+    # Pure red: greyscale 0.2989 (ITU-R 601 weights); saturation 0.5 -> R 0.5 + 0.14945, G/B 0.14945.
+    red = Image.new("RGB", (2, 2), (255, 0, 0))
+    out = _unnormalise(build_transform(None, saturation=0.5)(red))
+    torch.testing.assert_close(out[:, 0, 0], torch.tensor([0.64945, 0.14945, 0.14945]), atol=1e-4, rtol=0)
+    grey = _unnormalise(build_transform(None, saturation=0.0)(red))
+    torch.testing.assert_close(grey[:, 1, 1], torch.full((3,), 0.2989), atol=1e-4, rtol=0)
+
+
+def test_batched_normalisation_matches_the_transform_per_image() -> None:
+    from vgloc.data.transforms import NormalizeUint8
+
+    images = [_halves(51, 153), Image.new("RGB", (4, 2), (200, 30, 90))]
+    options = {"brightness": 0.7, "contrast": 0.6, "saturation": 1.5}
+    ref = torch.stack([build_transform(None, **options)(im) for im in images])
+    u8 = torch.stack([torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in images])
+    torch.testing.assert_close(NormalizeUint8(**options)(u8), ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("options", [{"contrast": -0.5}, {"saturation": float("nan")}])
+def test_bad_contrast_or_saturation(options: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="finite factor >= 0"):
+        build_transform(None, **options)

@@ -85,6 +85,28 @@ def test_query_brightness_is_applied(tmp_path: Path, describer: NetDescriber) ->
     assert not np.allclose(describer.describe(paths, opts, queries=True), describer.describe(paths, opts))
 
 
+def test_query_contrast_and_saturation_are_applied_like_the_transform(
+    tmp_path: Path, describer: NetDescriber
+) -> None:
+    from vgloc.data import build_transform
+
+    paths = _photos(tmp_path, [(64, 48)] * 2)
+    opts = ExtractionOptions(
+        image_size=(32, 40), progress=False, contrast=0.5, saturation=0.3, engine="torch"
+    )
+    plain = ExtractionOptions(image_size=(32, 40), progress=False, engine="torch")
+    queries = describer.describe(paths, opts, queries=True)
+    # The database is never adjusted.
+    assert np.allclose(describer.describe(paths, opts), describer.describe(paths, plain))
+    assert not np.allclose(queries, describer.describe(paths, plain))
+    # The batched path (NormalizeUint8) gives what the per-image transform gives.
+    t = build_transform((32, 40), contrast=0.5, saturation=0.3)
+    x = torch.stack([t(Image.open(p)) for p in paths])
+    with torch.no_grad():
+        ref = describer.model.eval()(x).numpy()
+    assert _cos(queries, ref) > 0.9999
+
+
 @pytest.mark.parametrize("image_size", [(32, 40), None])
 def test_a_bad_file_is_named(tmp_path: Path, describer: NetDescriber, image_size) -> None:
     paths = _photos(tmp_path, [(64, 48)] * 2)

@@ -81,6 +81,10 @@ class ExtractionOptions:
             flip near-tied rankings, so off by default.
         brightness: scale query pixel values by this factor (the night-simulation trick);
             applied to queries only.
+        contrast: query contrast factor (torchvision ``adjust_contrast``: 1 unchanged,
+            0 uniform grey), after brightness; queries only.
+        saturation: query saturation factor (torchvision ``adjust_saturation``: 1
+            unchanged, 0 greyscale), after contrast; queries only.
         scales: multi-scale testing: describe every image at ``(round(H*s), round(W*s))``
             of the resolved size for each ``s`` and fuse (see
             :mod:`vgloc.describers.multiscale`); None (default) = as recorded (an index's
@@ -99,6 +103,8 @@ class ExtractionOptions:
     engine: str = "auto"
     jpeg_draft: bool = False
     brightness: float | None = None
+    contrast: float | None = None
+    saturation: float | None = None
     scales: tuple[float, ...] | None = None
     scale_fusion: str | None = None
     progress: bool = True

@@ -84,8 +84,10 @@ class ClassicalDescriber(Describer):
     ) -> np.ndarray:
         from vgloc.data.images import describe_input, is_path_input, open_image_input
 
-        if queries and options.brightness is not None:
-            raise ValueError("--test-brightness is not supported with classical descriptors")
+        if queries and (options.brightness, options.contrast, options.saturation) != (None, None, None):
+            raise ValueError(
+                "--test-brightness/--test-contrast/--test-saturation are not supported with classical descriptors"
+            )
         items = list(images)
         if all(is_path_input(i) for i in items):
             return self.model.describe([Path(i) for i in items], progress=options.progress).astype(np.float32)  # type: ignore[arg-type]

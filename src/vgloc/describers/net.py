@@ -234,6 +234,8 @@ class NetDescriber(Describer):
                 options.brightness if queries else None,
                 mean=self.preprocessing.mean,
                 std=self.preprocessing.std,
+                contrast=options.contrast if queries else None,
+                saturation=options.saturation if queries else None,
             ),
             engine=options.engine,
         )
