@@ -21,9 +21,9 @@ maps points to cells through the split tree (vectorised, O(depth) per point).
 (format, version, the training data's checksum); :func:`load_partitions` refuses
 another format or, given the training coordinates, a partition of other data.
 
-S2 / H3 cells (GeoEstimation uses S2) are not offered: neither ``s2sphere`` nor
-``h3`` is a vgloc dependency; an H3 partition would be a new builder returning the
-same :class:`CellPartition` fields.
+H3 hexagons (``scheme="h3"``, :mod:`vgloc.geo.h3cells`, the optional ``h3`` package)
+are the alternative: the same adaptive rule on H3's index hierarchy (GeoEstimation
+does it with S2 cells), returning the same :class:`CellPartition`.
 """
 
 from __future__ import annotations
@@ -42,8 +42,10 @@ from vgloc.geo.frames import validate_latlon
 
 __all__ = [
     "CELLS_FORMAT",
+    "SCHEMES",
     "SPLITS",
     "CellPartition",
+    "build_h3_partition",
     "build_partition",
     "build_partitions",
     "latlon_checksum",
@@ -56,7 +58,10 @@ _VERSION = 1
 #: How a cell is cut across its longer side: at its middle, or at a random point of its middle half.
 SPLITS = ("even", "random")
 _R_KM = EARTH_RADIUS_M / 1000.0
+#: How the Earth is cut: latitude/longitude rectangles, or H3 hexagons (:mod:`vgloc.geo.h3cells`).
+SCHEMES = ("rect", "h3")
 _ARRAYS = (
+    "cell_ids",
     "bounds",
     "counts",
     "centres",
@@ -91,6 +96,9 @@ class CellPartition:
         node_value: (T,) float64 the cut (degrees); points >= it go right.
         node_left, node_right: (T,) int64 children (-1 for leaves).
         node_cell: (T,) int64 the kept cell of a leaf (-1: dropped or internal).
+        scheme: ``"rect"`` (the split tree above) or ``"h3"`` (``cell_ids``; no tree).
+        min_resolution, max_resolution: the H3 resolutions of an ``"h3"`` partition.
+        cell_ids: (C,) int64 sorted H3 ids of the cells (``"h3"``; empty for ``"rect"``).
     """
 
     t_img: int
@@ -107,6 +115,10 @@ class CellPartition:
     node_left: np.ndarray = field(repr=False)
     node_right: np.ndarray = field(repr=False)
     node_cell: np.ndarray = field(repr=False)
+    scheme: str = "rect"
+    min_resolution: int = 0
+    max_resolution: int = 0
+    cell_ids: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def num_cells(self) -> int:
@@ -116,10 +128,21 @@ class CellPartition:
     @property
     def name(self) -> str:
         """A short label, e.g. ``cells_t1000`` (used for multi-partition heads)."""
-        return f"cells_t{self.t_img}"
+        return f"cells_t{self.t_img}" if self.scheme == "rect" else f"{self.scheme}_t{self.t_img}"
 
     def params(self) -> dict[str, Any]:
-        """The construction parameters (JSON-ready)."""
+        """The construction parameters (JSON-ready; a rectangle partition's are those of format version 1)."""
+        if self.scheme != "rect":
+            return {
+                "scheme": self.scheme,
+                "t_img": self.t_img,
+                "min_images": self.min_images,
+                "min_resolution": self.min_resolution,
+                "max_resolution": self.max_resolution,
+                "t_area_km2": self.t_area_km2,
+                "split": self.split,
+                "seed": self.seed,
+            }
         return {
             "t_img": self.t_img,
             "t_area_km2": self.t_area_km2,
@@ -142,6 +165,10 @@ class CellPartition:
         """
         ll = np.asarray(latlon, dtype=np.float64).reshape(-1, 2)
         validate_latlon(ll[:, 0], ll[:, 1], "cell lookup", utm=False)
+        if self.scheme == "h3":
+            from vgloc.geo.h3cells import h3_lookup
+
+            return h3_lookup(ll, self.cell_ids, self.min_resolution, self.max_resolution)
         node = np.zeros(len(ll), dtype=np.int64)
         for _ in range(len(self.node_axis)):  # at most the tree's depth iterations
             axis = self.node_axis[node]
@@ -269,9 +296,60 @@ def build_partition(
     )
 
 
+def build_h3_partition(
+    latlon: np.ndarray,
+    t_img: int,
+    *,
+    min_images: int = 1,
+    min_resolution: int = 0,
+    max_resolution: int = 8,
+    **unused: Any,
+) -> CellPartition:
+    """Adaptive H3 hexagons around N training images (:mod:`vgloc.geo.h3cells`; needs ``h3``).
+
+    Args:
+        latlon: (N, 2) training positions, degrees.
+        t_img: replace a cell holding at least this many images by its children.
+        min_images: drop cells with fewer training images.
+        min_resolution, max_resolution: coarsest and finest H3 resolution (8: ~0.74 km^2).
+        **unused: rectangle-only options (``t_area_km2``, ``split``, ``seed``), ignored.
+
+    Returns:
+        A :class:`CellPartition` with ``scheme="h3"``.
+    """
+    from vgloc.geo.h3cells import build_h3_partition as build
+
+    del unused
+    ll = np.asarray(latlon, dtype=np.float64).reshape(-1, 2)
+    if len(ll) == 0:
+        raise ValueError("no training coordinates to partition")
+    validate_latlon(ll[:, 0], ll[:, 1], "training coordinates", utm=False)
+    if int(t_img) < 1 or int(min_images) < 1:
+        raise ValueError(f"t_img and min_images must be >= 1, got {t_img} and {min_images}")
+    arrays = build(
+        ll,
+        int(t_img),
+        min_images=int(min_images),
+        min_resolution=min_resolution,
+        max_resolution=max_resolution,
+    )
+    return CellPartition(
+        t_img=int(t_img),
+        t_area_km2=0.0,
+        min_images=int(min_images),
+        split="h3",
+        seed=0,
+        scheme="h3",
+        min_resolution=int(min_resolution),
+        max_resolution=int(max_resolution),
+        **arrays,
+    )
+
+
 def build_partitions(
     latlon: np.ndarray,
     t_imgs: Sequence[int] = (5000, 2000, 1000),
+    scheme: str = "rect",
     **kwargs: Any,
 ) -> list[CellPartition]:
     """Several granularities at once, coarse to fine: one :func:`build_partition` per ``t_img``.
@@ -282,13 +360,20 @@ def build_partitions(
     Args:
         latlon: (N, 2) training positions, degrees.
         t_imgs: one ``t_img`` per partition (distinct).
-        **kwargs: ``t_area_km2``, ``min_images``, ``split``, ``seed`` for every partition.
+        scheme: ``"rect"`` (:func:`build_partition`) or ``"h3"`` (:func:`build_h3_partition`).
+        **kwargs: ``min_images`` and ``t_area_km2``, ``split``, ``seed`` (rectangles) or
+            ``min_resolution``, ``max_resolution`` (H3) for every partition.
 
     Returns:
         The partitions, in the order of ``t_imgs``.
     """
     if not t_imgs or len(set(t_imgs)) != len(t_imgs):
         raise ValueError(f"give one or more distinct t_img values, got {list(t_imgs)}")
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}, got {scheme!r}")
+    if scheme == "h3":
+        return [build_h3_partition(latlon, t, **kwargs) for t in t_imgs]
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("min_resolution", "max_resolution")}
     return [build_partition(latlon, t, **kwargs) for t in t_imgs]
 
 
@@ -351,6 +436,7 @@ def load_partitions(path: str | Path, latlon: np.ndarray | None = None) -> list[
                 "rebuild the partitions for this data"
             )
         return [
-            CellPartition(**params, **{k: z[f"p{i}_{k}"] for k in _ARRAYS})
+            # Files of rectangle partitions written before H3 have no cell_ids (the default).
+            CellPartition(**params, **{k: z[f"p{i}_{k}"] for k in _ARRAYS if f"p{i}_{k}" in z.files})
             for i, params in enumerate(meta["partitions"])
         ]

@@ -26,6 +26,10 @@ class GeoCellConfig:
         min_images: Cells with fewer training images are dropped, 50 (GeoEstimation's img_min).
         t_area_km2: Cells smaller than this are not split (vgloc's choice, 1 km^2).
         split: ``even`` (cut at the middle) or ``random`` (seeded, in the middle half).
+        cells: ``rect`` (latitude/longitude rectangles) or ``h3`` (adaptive H3 hexagons,
+            :mod:`vgloc.geo.h3cells`, needs ``pip install 'vgloc[h3]'``; t_area_km2 and split
+            do not apply, ``h3_max_resolution`` bounds the finest cells).
+        h3_max_resolution: Finest H3 resolution, 8 (~0.74 km^2, near the rectangles' 1 km^2).
         batch_size: Images per step (global), 32.
         iterations_per_epoch: Steps per epoch, 1000.
         classifiers_lr: Adam learning rate of the linear classifiers, 0.01 (as CosPlace's).
@@ -36,6 +40,8 @@ class GeoCellConfig:
     min_images: int = 50
     t_area_km2: float = 1.0
     split: Literal["even", "random"] = "even"
+    cells: Literal["rect", "h3"] = "rect"
+    h3_max_resolution: int = 8
     batch_size: int = 32
     iterations_per_epoch: int = 1000
     classifiers_lr: float = 0.01
@@ -62,6 +68,15 @@ def check_geocell(c: GeoCellConfig, cfg: TrainConfig) -> list[str]:
     for key in ("min_images", "batch_size", "iterations_per_epoch"):
         if getattr(c, key) < 1:
             problems.append(f"geocell.{key}={getattr(c, key)} must be >= 1")
+    if c.cells == "h3":
+        import importlib.util
+
+        if importlib.util.find_spec("h3") is None:
+            problems.append("geocell.cells=h3 needs the h3 package: pip install 'vgloc[h3]'")
+    if not 0 <= c.h3_max_resolution <= 15:
+        problems.append(
+            f"geocell.h3_max_resolution={c.h3_max_resolution} must be within 0..15 (H3's resolutions)"
+        )
     if not c.t_area_km2 > 0:
         problems.append(f"geocell.t_area_km2={c.t_area_km2} must be > 0")
     if not c.classifiers_lr > 0:

@@ -111,6 +111,8 @@ class GeoCellTrainer(Trainer):
                 min_images=c.min_images,
                 split=c.split,
                 seed=self.cfg.runtime.seed,
+                scheme=c.cells,
+                max_resolution=c.h3_max_resolution,
             )
         except ValueError as err:
             raise ConfigError(f"geo-cells of {len(latlon)} training images: {err}; {advice}") from err
