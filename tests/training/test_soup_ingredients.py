@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.models import _fake_published as fake
 from vgloc.models import create_model, save_model
 from vgloc.training.checkpoint import save_training_checkpoint
 from vgloc.training.soup_ingredients import (
@@ -101,3 +103,25 @@ def test_a_file_changed_after_inspection_is_refused(tmp_path: Path) -> None:
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"nope\.pt"):
         inspect_ingredients([_model_file(tmp_path / "a.pt", 0), tmp_path / "nope.pt"])
+
+
+@pytest.fixture
+def published() -> Iterator[str]:
+    """The fake published model (tiny+gem+fc16 with its own key names and preprocessing), registered."""
+    for entry in fake.registered(fake.make_entry()):
+        yield entry.name
+
+
+def test_a_published_name_must_have_the_files_architecture_and_brings_its_preprocessing(
+    tmp_path: Path, published: str
+) -> None:
+    tuned = save_model(fake.reference_model(), tmp_path / "tuned.pt")  # e.g. fine-tuned from the release
+    ingredient, _ = load_ingredient(tuned, published)
+    assert (ingredient.spec, ingredient.published) == (fake.SPEC, published)
+    release = fake.write_release(fake.reference_model(2), tmp_path / "release.pth")  # authors' key names
+    ingredient, weights = load_ingredient(release, published)
+    assert ingredient.kind == "state_dict" and ingredient.published == published
+    expected = fake.reference_model(2).state_dict()
+    assert all(torch.equal(weights[k], expected[k]) for k in expected)
+    with pytest.raises(SoupMismatchError, match=r"holds a tiny\+gem\+fc64 model, but --model fakepub-tiny"):
+        load_ingredient(_model_file(tmp_path / "other.pt", 0), published)

@@ -103,18 +103,20 @@ def _read(path: Path, spec: str | None) -> tuple[str, str, dict[str, Tensor], st
 
 
 def _check_spec(path: Path, asked: str | None, stored: str) -> str | None:
-    """Refuse ``--model`` naming another architecture than the file's; a published name passes."""
+    """Refuse ``--model`` (a spec or a published name) naming another architecture than the file's;
+    return the published name, whose preprocessing then scores the soup."""
     if not asked:
         return None
     from vgloc.models import ModelSpec
     from vgloc.models.hub import find_published
 
     entry = find_published(asked)
-    if entry is not None:
-        return str(entry.name)
-    if str(ModelSpec.parse(asked)) != stored:
-        raise SoupMismatchError(f"{path} holds a {stored} model, but --model {asked} was asked for")
-    return None
+    wanted = str(ModelSpec.parse(entry.spec if entry is not None else asked))
+    if wanted != stored:
+        raise SoupMismatchError(
+            f"{path} holds a {stored} model, but --model {asked} ({wanted}) was asked for"
+        )
+    return None if entry is None else str(entry.name)
 
 
 def load_ingredient(
