@@ -196,6 +196,17 @@ def _spherical_mean(latlon: np.ndarray) -> np.ndarray:
     return np.degrees(np.array([np.arctan2(v[2], np.hypot(v[0], v[1])), np.arctan2(v[1], v[0])]))
 
 
+def _training_latlon(latlon: np.ndarray, t_img: int, min_images: int) -> np.ndarray:
+    """(N, 2) float64 training positions, checked with the thresholds every scheme shares."""
+    ll = np.asarray(latlon, dtype=np.float64).reshape(-1, 2)
+    if len(ll) == 0:
+        raise ValueError("no training coordinates to partition")
+    validate_latlon(ll[:, 0], ll[:, 1], "training coordinates", utm=False)
+    if int(t_img) < 1 or int(min_images) < 1:
+        raise ValueError(f"t_img and min_images must be >= 1, got {t_img} and {min_images}")
+    return ll
+
+
 def build_partition(
     latlon: np.ndarray,
     t_img: int,
@@ -222,12 +233,7 @@ def build_partition(
     Raises:
         ValueError: invalid parameters; GeoError: invalid coordinates.
     """
-    ll = np.asarray(latlon, dtype=np.float64).reshape(-1, 2)
-    if len(ll) == 0:
-        raise ValueError("no training coordinates to partition")
-    validate_latlon(ll[:, 0], ll[:, 1], "training coordinates", utm=False)
-    if int(t_img) < 1 or int(min_images) < 1:
-        raise ValueError(f"t_img and min_images must be >= 1, got {t_img} and {min_images}")
+    ll = _training_latlon(latlon, t_img, min_images)
     if not (t_area_km2 > 0 and np.isfinite(t_area_km2)):
         raise ValueError(f"t_area_km2 must be a positive number of km^2, got {t_area_km2}")
     if split not in SPLITS:
@@ -320,18 +326,16 @@ def build_h3_partition(
     from vgloc.geo.h3cells import build_h3_partition as build
 
     del unused
-    ll = np.asarray(latlon, dtype=np.float64).reshape(-1, 2)
-    if len(ll) == 0:
-        raise ValueError("no training coordinates to partition")
-    validate_latlon(ll[:, 0], ll[:, 1], "training coordinates", utm=False)
-    if int(t_img) < 1 or int(min_images) < 1:
-        raise ValueError(f"t_img and min_images must be >= 1, got {t_img} and {min_images}")
-    arrays = build(
+    ll = _training_latlon(latlon, t_img, min_images)
+    arrays, members = build(
         ll,
         int(t_img),
         min_images=int(min_images),
         min_resolution=min_resolution,
         max_resolution=max_resolution,
+    )
+    arrays["means"] = np.asarray([_spherical_mean(ll[idx]) for idx in members], dtype=np.float64).reshape(
+        -1, 2
     )
     return CellPartition(
         t_img=int(t_img),

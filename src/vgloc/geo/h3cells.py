@@ -65,7 +65,7 @@ def build_h3_partition(
     min_images: int = 1,
     min_resolution: int = 0,
     max_resolution: int = 8,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Adaptive H3 cells around N training images (module docstring).
 
     Args:
@@ -75,13 +75,12 @@ def build_h3_partition(
         min_resolution, max_resolution: the coarsest and finest H3 resolutions (0..15).
 
     Returns:
-        The :class:`~vgloc.geo.cells.CellPartition` fields of the kept leaves, in
+        The :class:`~vgloc.geo.cells.CellPartition` arrays of the kept leaves, in
         ascending id order: ``bounds`` (C, 4) the lat/lon extent of each hexagon,
-        ``counts`` (C,), ``centres`` (C, 2) the H3 cell centres, ``means`` (C, 2),
-        ``cell_ids`` (C,) int64 H3 ids, and empty split-tree arrays.
+        ``counts`` (C,), ``centres`` (C, 2) the H3 cell centres, ``cell_ids`` (C,) int64
+        H3 ids, and empty split-tree arrays; and the C arrays of training-image indices
+        in each leaf (the caller computes their mean positions).
     """
-    from vgloc.geo.cells import _spherical_mean
-
     h3 = require_h3()
     if not 0 <= min_resolution <= max_resolution <= H3_MAX_RESOLUTION:
         raise ValueError(
@@ -117,14 +116,13 @@ def build_h3_partition(
         "bounds": np.asarray(bounds, dtype=np.float64),
         "counts": np.asarray([len(idx) for _, idx in kept], dtype=np.int64),
         "centres": np.asarray(centres, dtype=np.float64),
-        "means": np.asarray([_spherical_mean(ll[idx]) for _, idx in kept], dtype=np.float64).reshape(-1, 2),
         "cell_ids": np.asarray([cid for cid, _ in kept], dtype=np.int64),
         "node_axis": np.zeros(0, dtype=np.int8),
         "node_value": np.zeros(0, dtype=np.float64),
         "node_left": empty_i,
         "node_right": empty_i,
         "node_cell": empty_i,
-    }
+    }, [idx for _, idx in kept]
 
 
 def h3_lookup(
