@@ -12,6 +12,7 @@ import torch
 from tests.training._helpers import small_config
 from tests.training.test_addons import _kill_after, _KilledError, _losses
 from vgloc.config import ConfigError, resolve_config
+from vgloc.models.grl import dann_lambda
 from vgloc.training import train
 from vgloc.training.addons import StepBatch, StepOutputs, build_addons
 from vgloc.training.addons.domain_adapt import (
@@ -154,7 +155,7 @@ def test_training_with_the_addon_logs_accuracy_and_its_loss(
     row = result.history[-1]
     assert 0.0 <= row["da/accuracy"] <= 100.0
     assert row["loss/da/domain"] > 0
-    assert 0.0 < row["da/lambda"] < 1.0  # the DANN schedule, part way
+    assert row["da/lambda"] == 1.0  # constant by default
     state = load_training_checkpoint(result.run_dir)["addons"]["da"]
     assert state["seen"] > 0 and set(state["classifier"]) >= {"0.weight", "4.bias"}
     plain = train(small_config(train_city, method, "schedule.epochs=1"), run_dir=tmp_path / "plain")
@@ -173,9 +174,17 @@ def test_resume_restores_the_classifier_and_draws_the_same_target_images(
     target = tmp_path / "night"
     shutil.copytree(train_city / "images" / "train" / "queries_night", target)
     cfg = small_config(
-        train_city, "cosplace", f"da.target={target}", "da.batch_size=4", "runtime.checkpoint_every_steps=2"
+        train_city,
+        "cosplace",
+        f"da.target={target}",
+        "da.batch_size=4",
+        "da.schedule=dann",
+        "runtime.checkpoint_every_steps=2",
     )
     straight = train(cfg, run_dir=tmp_path / "straight")
+    # 2 epochs of 3 steps: lambda after step 3 of 6 and after step 6 (p = 5/6 at the last step).
+    lambdas = [r["da/lambda"] for r in straight.history]
+    assert lambdas == pytest.approx([dann_lambda(2 / 6), dann_lambda(5 / 6)])
     run = tmp_path / "run"
     _kill_after(monkeypatch, 5)
     with pytest.raises(_KilledError):
