@@ -14,7 +14,7 @@ from vgloc._version import __version__
 if TYPE_CHECKING:
     from vgloc.api import locate
     from vgloc.describers import Describer, ExtractionOptions, resolve_describer
-    from vgloc.evaluation import EvalResult, evaluate
+    from vgloc.evaluation import EvalResult, evaluate, evaluate_ensemble
     from vgloc.localizer import Localizer, build_index
     from vgloc.models import create_model, list_models
     from vgloc.predict import Match, Prediction
@@ -30,6 +30,7 @@ __all__ = [
     "build_index",
     "create_model",
     "evaluate",
+    "evaluate_ensemble",
     "list_models",
     "locate",
     "resolve_describer",
@@ -41,6 +42,7 @@ _LAZY = {
     "Localizer": "vgloc.localizer",
     "locate": "vgloc.api",
     "evaluate": "vgloc.evaluation",
+    "evaluate_ensemble": "vgloc.evaluation",
     "EvalResult": "vgloc.evaluation",
     "ExtractionOptions": "vgloc.describers",
     "Describer": "vgloc.describers",

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vgloc.describers import DEFAULT_IMAGE_SIZE, Describer, ExtractionOptions, resolve_describer
-from vgloc.evaluation import DomainResult, EvalResult, RerankedDomain, evaluate
+from vgloc.evaluation import DomainResult, EvalResult, RerankedDomain, evaluate, evaluate_ensemble
 from vgloc.indexing import build_index
 from vgloc.localizer import Localizer, check_photo_files
 from vgloc.predict import DEFAULT_KDE, KDEParams, Prediction
@@ -42,6 +42,7 @@ __all__ = [
     "build_index",
     "compute_descriptors",
     "evaluate",
+    "evaluate_ensemble",
     "locate",
 ]
 
