@@ -7,6 +7,13 @@ neighbours, and checks the report against a plain haversine recomputation from
     python benchmarks/bench_world.py --size tiny --model tiny+gem --image-size 72,96
     python benchmarks/bench_world.py --model tiny+gem+fc64 --checkpoint RUN/best_model.pt   # a trained model
     python benchmarks/bench_world.py --geocell-epochs 4 --geocell-steps 50   # train geocell, then compare
+    python benchmarks/bench_world.py --regional --geocell-epochs 4 --geocell-t-img "[600, 150, 30]"
+
+``--regional`` puts a second city 130-440 km from each of the six (Brussels, Philadelphia,
+Canberra, Mombasa, Osaka, Rio de Janeiro), built in its region's style, so that the
+25 / 200 / 750 km thresholds separate "the right city" from "the right region".
+With a trained geocell run every partition is scored alone (coarse ... fine) and
+combined (hierarchical).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import numpy as np
 import vgloc
 from vgloc.config import resolve_config
 from vgloc.data import load_split
-from vgloc.data.synthetic.world import generate_world
+from vgloc.data.synthetic.world import WORLD_PLACES, WORLD_STYLES, generate_world
 from vgloc.demo import cache_dir
 from vgloc.describers import ExtractionOptions
 from vgloc.evaluation.metrics import KM_THRESHOLDS, accuracy_km_of
@@ -30,6 +37,16 @@ from vgloc.geo import haversine_m
 from vgloc.predict import WORLD_KDE, estimate_positions
 from vgloc.predict.cells import GeoCellClassifier
 from vgloc.training import train
+
+#: A second city near each default place (130-440 km away), in its region's style.
+NEIGHBOURS = {
+    "paris": ("brussels", 50.8503, 4.3517),
+    "new_york": ("philadelphia", 39.9526, -75.1652),
+    "sydney": ("canberra", -35.2809, 149.1300),
+    "nairobi": ("mombasa", -4.0435, 39.6682),
+    "tokyo": ("osaka", 34.6937, 135.5023),
+    "sao_paulo": ("rio", -22.9068, -43.1729),
+}
 
 
 def _haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -58,12 +75,25 @@ def main() -> None:
     )
     ap.add_argument("--geocell-steps", type=int, default=50)
     ap.add_argument("--geocell-t-img", default="[200, 20]", help="geocell.t_img (coarse to fine)")
+    ap.add_argument("--geocell-cells", default="rect", choices=["rect", "h3"], help="geocell.cells")
+    ap.add_argument("--regional", action="store_true", help="12 cities: a neighbour in each region")
     args = ap.parse_args()
     hw = tuple(int(v) for v in args.image_size.split(","))
+    places = list(WORLD_PLACES)
+    styles = dict(WORLD_STYLES)
+    if args.regional:
+        for name, *_ in WORLD_PLACES:
+            near = NEIGHBOURS[name]
+            places.append(near)
+            styles[near[0]] = WORLD_STYLES[name]
     root = generate_world(
-        cache_dir() / "synthetic" / f"world-{args.size}-seed{args.seed}-{hw[0]}x{hw[1]}",
+        cache_dir()
+        / "synthetic"
+        / f"world{'-regional' if args.regional else ''}-{args.size}-seed{args.seed}-{hw[0]}x{hw[1]}",
         args.size,
         args.seed,
+        places=places,
+        styles=styles,
         image_size=(hw[0], hw[1]),
         progress=False,
         workers=1,
@@ -85,6 +115,8 @@ def main() -> None:
                 f"geocell.t_img={args.geocell_t_img}",
                 "geocell.min_images=3",
                 "geocell.t_area_km2=1e-5",
+                f"geocell.cells={args.geocell_cells}",
+                "geocell.h3_max_resolution=13",
                 f"geocell.iterations_per_epoch={args.geocell_steps}",
                 "runtime.device=cpu",
                 "runtime.num_workers=0",
@@ -137,20 +169,26 @@ def main() -> None:
             )
         )
     if classifier is not None:
-        qpaths = list(queries.paths)
-        for hier in (False, True):
-            for position in ("mean", "centre"):
-                pred = classifier.predict(qpaths, k=1, position=position, hierarchical=hier, options=options)
-                err = haversine_m(
-                    pred.latlon[:, 0], pred.latlon[:, 1], queries.latlon[:, 0], queries.latlon[:, 1]
-                )
-                acc = accuracy_km_of(err)
-                label = f"geocell {'hierarchical' if hier else 'finest'} partition, cell {position}"
-                print(
-                    f"| {label} | "
-                    + " | ".join(f"{acc[t]:.1f}" for t in KM_THRESHOLDS)
-                    + f" | {float(np.median(err)) / 1000:.1f} |"
-                )
+        logits = classifier.logits(list(queries.paths), options)
+        n = len(classifier.partitions)
+        runs = [(i, False) for i in range(n)] + [(n - 1, True)]
+        for (part, hier), position in ((r, p) for r in runs for p in ("mean", "centre")):
+            pred = classifier.predict_from_logits(
+                logits, k=1, position=position, hierarchical=hier, partition=part
+            )
+            err = haversine_m(
+                pred.latlon[:, 0], pred.latlon[:, 1], queries.latlon[:, 0], queries.latlon[:, 1]
+            )
+            acc = accuracy_km_of(err)
+            cells = classifier.partitions[part]
+            label = (
+                f"geocell {'hierarchical' if hier else cells.name} ({cells.num_cells} cells), cell {position}"
+            )
+            print(
+                f"| {label} | "
+                + " | ".join(f"{acc[t]:.1f}" for t in KM_THRESHOLDS)
+                + f" | {float(np.median(err)) / 1000:.1f} |"
+            )
     for label, name, params in configs:
         est = estimate_positions(d.similarities, d.predictions, db, name, **params)
         err = est.errors_m(queries)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +140,7 @@ def generate_world(
     seed: int = 0,
     *,
     places: Sequence[tuple[str, float, float]] = WORLD_PLACES,
+    styles: Mapping[str, CityStyle] | None = None,
     image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
     progress: bool = True,
     workers: int | None = None,
@@ -151,6 +152,8 @@ def generate_world(
         size: the size of every city (``tiny`` ... ``large`` or a :class:`CitySize`).
         seed: city ``i`` uses seed ``seed + 1000 i``; the colour grades derive from it too.
         places: (name, lat, lon) of each city (distinct names, at least two places).
+        styles: place name -> its :class:`CityStyle` (e.g. one region's style for several
+            of its cities); other places get :func:`place_style`.
         image_size: (height, width) of the views.
         progress, workers: as :func:`generate_city`.
 
@@ -165,6 +168,7 @@ def generate_world(
     if len(places) < 2 or len(set(names)) != len(names):
         raise ValueError(f"a world needs two or more places with distinct names, got {names}")
     size_name, city_size = resolve_size(size)
+    chosen = {name: (styles or {}).get(name) or place_style(name, seed, i) for i, name in enumerate(names)}
     out = Path(out_dir)
     params = {
         "size": size_name,
@@ -173,7 +177,7 @@ def generate_world(
         "places": [list(p) for p in places],
         "image_size": list(image_size),
         "styles": {name: _style(seed, i) for i, name in enumerate(names)},
-        "architecture": {name: place_style(name, seed, i).to_dict() for i, name in enumerate(names)},
+        "architecture": {name: style.to_dict() for name, style in chosen.items()},
     }
     done = out / "world.json"
     if done.exists() and json.loads(done.read_text()).get("params") == params:
@@ -194,7 +198,7 @@ def generate_world(
             image_size=image_size,
             progress=progress,
             workers=workers,
-            style=place_style(name, seed, i),
+            style=chosen[name],
         )
         for split in SPLITS:
             for folder in WORLD_FOLDERS:
