@@ -63,3 +63,32 @@ def test_parse_loss_arg() -> None:
     assert parse_loss_arg("negatives = all") == ("negatives", "all")
     with pytest.raises(argparse.ArgumentTypeError):
         parse_loss_arg("alpha")
+
+
+def test_index_then_locate(city: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    args = ["--model", "tiny+gem+fc16", "--steps", "1", "--batch-size", "3", "--ground-size", "24,32"]
+    assert (
+        main(
+            [
+                "crossview",
+                "train",
+                "--dataset",
+                str(city),
+                *args,
+                "--aerial-size",
+                "16",
+                "--run-dir",
+                str(run),
+            ]
+        )
+        == 0
+    )
+    ckpt = str(run / "crossview.pt")
+    assert main(["crossview", "index", "--dataset", str(city), "--checkpoint", ckpt, "--samples", "2",
+                 "--out", str(tmp_path / "idx"), "--run-dir", str(tmp_path / "log")]) == 0  # fmt: skip
+    photo = sorted((city / "images" / "test" / "queries").iterdir())[0]
+    capsys.readouterr()
+    assert main(["crossview", "locate", "--index", str(tmp_path / "idx"), str(photo), "--json"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["image"] == str(photo) and 0 <= row["heading_deg"] < 360 and 0 < row["confidence"] <= 1

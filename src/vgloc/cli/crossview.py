@@ -1,11 +1,13 @@
-"""``vgloc crossview train|eval``: street views located and oriented against aerial tiles.
+"""``vgloc crossview train|eval|index|locate``: street views located and oriented against aerial tiles.
 
 A command of its own rather than ``vgloc train crossview`` / ``vgloc eval crossview``:
 ``vgloc train`` builds one sub-command per registered training method (the engine's
 trainer contract: epochs, validation by the retrieval protocol, snapshots), which a
 two-branch, fixed-step cross-view run does not fit, and ``vgloc eval`` evaluates one
 describer's index against queries of the same kind. Keeping the two steps together
-here touches neither. See docs/crossview.md.
+here touches neither; likewise ``vgloc crossview locate`` answers from an aerial index
+(tile centre, heading, confidence) rather than ``vgloc locate``'s describer index.
+See docs/crossview.md.
 
 Example::
 
@@ -13,6 +15,8 @@ Example::
     vgloc crossview train --dataset data/city --model tiny+gem+fc64 --loss exhaustive_dbl \\
         --rotation-range 360 --orientation-head --steps 300 --run-dir runs/xv
     vgloc crossview eval --dataset data/city --checkpoint runs/xv/crossview.pt --samples 4
+    vgloc crossview index --dataset data/city --checkpoint runs/xv/crossview.pt --out runs/xv/index
+    vgloc crossview locate --index runs/xv/index photo1.jpg photo2.jpg
 """
 
 from __future__ import annotations
@@ -143,11 +147,66 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_run_eval)
 
 
+def _add_index(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--checkpoint", type=Path, required=True, help="a crossview.pt from `vgloc crossview train`"
+    )
+    p.add_argument(
+        "--dataset", type=Path, required=True, help="a synthetic city, a folder with <split>.csv, or a CSV"
+    )
+    p.add_argument("--split", default="test", help="split whose aerial tiles are indexed (default: test)")
+    p.add_argument(
+        "--folder", default="database", help="street-view folder of a synthetic city (default: database)"
+    )
+    p.add_argument("--samples", type=positive_int, default=8, help="rotations per tile (default: 8)")
+    p.add_argument("--out", type=Path, default=None, help="index folder (default: the run folder)")
+    add_runtime_options(p)
+    p.set_defaults(func=_run_index)
+
+
+def _add_locate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("photos", nargs="+", type=Path, help="street-level photos to locate")
+    p.add_argument("--index", type=Path, required=True, help="a folder from `vgloc crossview index`")
+    p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    add_runtime_options(p)
+    p.set_defaults(func=_run_locate, writes_results=False)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The ``train`` and ``eval`` sub-commands of ``vgloc crossview``."""
+    """The ``train``, ``eval``, ``index`` and ``locate`` sub-commands of ``vgloc crossview``."""
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     _add_train(sub.add_parser("train", help="train a two-branch street-view / aerial network"))
     _add_eval(sub.add_parser("eval", help="recall and orientation error of a cross-view checkpoint"))
+    _add_index(sub.add_parser("index", help="describe a split's aerial tiles into an aerial index"))
+    _add_locate(sub.add_parser("locate", help="tile centre, heading and confidence of street photos"))
+
+
+def _run_index(args: argparse.Namespace) -> int:
+    from vgloc.crossview.locate import build_aerial_index
+
+    out = args.out or args.run_dir or Path("runs/crossview-index")
+    path = build_aerial_index(
+        args.checkpoint, args.dataset, out, split=args.split, folder=args.folder, samples=args.samples,
+        device=args.device,
+    )  # fmt: skip
+    print(f"aerial index: {path}")
+    return 0
+
+
+def _run_locate(args: argparse.Namespace) -> int:
+    from vgloc.crossview.locate import locate_photos
+
+    rows = locate_photos(args.index, [str(p) for p in args.photos], device=args.device)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    print("image,lat,lon,heading_deg,confidence")
+    for row in rows:
+        print(
+            f"{row['image']},{row['lat']:.7f},{row['lon']:.7f},{row['heading_deg']:.1f},{row['confidence']:.4f}"
+        )
+    return 0
 
 
 def _run_train(args: argparse.Namespace) -> int:
