@@ -254,7 +254,8 @@ def _run_ensemble(args: argparse.Namespace) -> int:
         recalls = "; ".join(
             f"{d} " + " ".join(f"{n} {v:.1f}" for n, v in r.items()) for d, r in member["recalls"].items()
         )
-        print(f"model {m}: {member['model']} {member['checkpoint'] or member['index'] or ''}: {recalls}")
+        weights = member["checkpoint"] or member["index"]
+        print(f"model {m}: {member['model']}{f' {weights}' if weights else ''}: {recalls}")
     return 0
 
 

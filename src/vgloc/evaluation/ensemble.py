@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vgloc.describers import ExtractionOptions
+from vgloc.describers.multiscale import apply_scales, scale_settings
 from vgloc.ensemble import RRF_K, check_ensemble, fuse
 from vgloc.evaluation.checks import check_out_dir, clip_recall_values
 from vgloc.evaluation.metrics import DEFAULT_METRICS, check_metric_names
@@ -187,6 +188,7 @@ def evaluate_ensemble(
                 seed=seed,
                 where=db_where,
             )
+            describer = apply_scales(describer, options, idx)  # --scales: each model describes at them
         except ValueError as e:
             raise ValueError(f"ensemble model {m + 1} of {len(members)}: {e}") from e
         resolved.append((describer, idx, describer.resolve_options(options)))
@@ -222,6 +224,7 @@ def evaluate_ensemble(
     for m, member in enumerate(members):
         info = member.label()
         info["model"] = specs[m]
+        info.update(scale_settings(resolved[m][0]))
         info["recalls"] = {
             name: {
                 f"R@{n}": v
