@@ -194,10 +194,29 @@ def _train_one(method: str, city: str, root: str, settings: list[str], work: str
 
 
 def train_runs(
-    specs: Sequence[RunSpec], *, city: str, root: Path, base: Sequence[str], work: Path, jobs: int
+    specs: Sequence[RunSpec],
+    *,
+    city: str,
+    root: Path,
+    base: Sequence[str],
+    work: Path,
+    jobs: int,
+    cached_only: bool = False,
 ) -> dict[str, tuple[Path, dict[str, Any]]]:
-    """Train (or reuse) every run, ``jobs`` at a time; label -> (run folder, record)."""
+    """Train (or reuse) every run, ``jobs`` at a time; label -> (run folder, record).
+
+    With ``cached_only``, runs not in the cache are left out (and named on stderr).
+    """
     out: dict[str, tuple[Path, dict[str, Any]]] = {}
+    if cached_only:
+        for spec in specs:
+            key = run_key(spec.method, city, [*base, *spec.settings])
+            done = work / "runs" / key / "study_run.json"
+            if done.is_file():
+                out[spec.label] = (work / "runs" / key, json.loads(done.read_text()))
+            else:
+                print(f"[study] {spec.label}: run {key} not in the cache, left out", file=sys.stderr)
+        return out
     ctx = get_context("spawn")  # fresh interpreters: no torch state shared with the parent
     with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=ctx) as pool:
         futures = {}
@@ -297,6 +316,9 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--jobs", type=int, default=2, help="runs trained at once, one thread each (default: 2)")
     ap.add_argument("--work-dir", type=Path, default=None, help="run cache (default: <vgloc cache>/study)")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    ap.add_argument(
+        "--cached-only", action="store_true", help="tabulate only the runs already trained (train nothing)"
+    )
 
 
 def budget_of(args: argparse.Namespace) -> Budget:

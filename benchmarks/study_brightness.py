@@ -45,7 +45,13 @@ def main() -> None:
     work = args.work_dir or st.default_work_dir()
     base = st.base_settings(st.budget_of(args), args.seed)
     runs = st.train_runs(
-        specs(factors, args.probability), city=city, root=root, base=base, work=work, jobs=args.jobs
+        specs(factors, args.probability),
+        city=city,
+        root=root,
+        base=base,
+        work=work,
+        jobs=args.jobs,
+        cached_only=args.cached_only,
     )
     rows: list[dict[str, Any]] = [st.run_row(label, d, rec, root) for label, (d, rec) in runs.items()]
 

@@ -5,8 +5,9 @@ descriptor behind a gradient reversal layer, fed the training images (source) an
 many unlabelled target images per step. Targets: the night queries of the *train*
 split (``da.target=queries_night``, images of the training district at night, no
 labels used) and, separately, those of the *val* split (another district; the test
-district's queries are never seen). Loss weight 0.1 and the DANN lambda schedule
-(the add-on's defaults, the VG benchmark's GRL setting); everything else is the shared
+district's queries are never seen). Loss weight 0.1, constant lambda 1, classifier
+``D -> 50 -> 50 -> 2`` with lr 1e-3 (the add-on's defaults, after the reference GRL code;
+pinned in ``DA_SETTINGS``); everything else is the shared
 recipe and step budget (``_study.py``), from the same random weights as the baseline.
 
     nice python benchmarks/study_grl.py --out benchmarks/results/study_grl.json
@@ -28,11 +29,16 @@ TARGETS = {
 }
 
 
+# The add-on's defaults at the time of the study (the reference GRL code's), written out so
+# that a later change of the defaults cannot silently reuse runs trained with the old ones.
+DA_SETTINGS = ["da.weight=0.1", "da.grl_lambda=1", "da.schedule=constant", "da.lr=0.001", "da.hidden=50"]
+
+
 def specs(targets: list[str], extra: list[str]) -> list[st.RunSpec]:
     """The baseline, then one GRL run per target folder (with ``extra`` ``da.*`` settings)."""
     out = [st.RunSpec("baseline (no GRL)", [])]
     for name in targets:
-        out.append(st.RunSpec(f"GRL, target: {name}", [f"da.target={TARGETS[name]}", *extra]))
+        out.append(st.RunSpec(f"GRL, target: {name}", [f"da.target={TARGETS[name]}", *DA_SETTINGS, *extra]))
     return out
 
 
@@ -59,7 +65,13 @@ def main() -> None:
     work = args.work_dir or st.default_work_dir()
     base = st.base_settings(st.budget_of(args), args.seed)
     runs = st.train_runs(
-        specs(targets, args.da_set), city=city, root=root, base=base, work=work, jobs=args.jobs
+        specs(targets, args.da_set),
+        city=city,
+        root=root,
+        base=base,
+        work=work,
+        jobs=args.jobs,
+        cached_only=args.cached_only,
     )
     rows: list[dict[str, Any]] = []
     for label, (run_dir, record) in runs.items():
@@ -69,7 +81,7 @@ def main() -> None:
 
     machine = st.print_header(args, "Gradient reversal (DANN) vs baseline")
     extra = f" Extra: {', '.join(args.da_set)}." if args.da_set else ""
-    print(f"GRL: da.weight 0.1, DANN lambda schedule (add-on defaults).{extra}\n")
+    print(f"GRL: {', '.join(DA_SETTINGS)}; as many target as source images per step.{extra}\n")
     print(
         f"| run | {st.RECALL_HEADER} | best epoch | val day R@1 | domain classifier accuracy (last epoch) |"
     )

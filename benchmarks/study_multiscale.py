@@ -39,7 +39,13 @@ def main() -> None:
     base = st.base_settings(st.budget_of(args), args.seed)
     label = "baseline" + (f" + {', '.join(args.set)}" if args.set else "")
     runs = st.train_runs(
-        [st.RunSpec(label, list(args.set))], city=city, root=root, base=base, work=work, jobs=1
+        [st.RunSpec(label, list(args.set))],
+        city=city,
+        root=root,
+        base=base,
+        work=work,
+        jobs=1,
+        cached_only=args.cached_only,
     )
     run_dir, record = runs[label]
     model = run_dir / "best_model.pt"

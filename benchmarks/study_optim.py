@@ -53,7 +53,15 @@ def main() -> None:
     city, root = st.city_root(args.size, args.seed)
     work = args.work_dir or st.default_work_dir()
     base = st.base_settings(st.budget_of(args), args.seed)
-    runs = st.train_runs(specs(args.sgd_lr), city=city, root=root, base=base, work=work, jobs=args.jobs)
+    runs = st.train_runs(
+        specs(args.sgd_lr),
+        city=city,
+        root=root,
+        base=base,
+        work=work,
+        jobs=args.jobs,
+        cached_only=args.cached_only,
+    )
 
     rows: list[dict[str, Any]] = []
     first_dir = next(iter(runs.values()))[0]
