@@ -268,3 +268,21 @@ def test_an_index_records_its_scales_and_locating_reuses_them(tiny_city_root: Pa
     # Adding with the index's own scales keeps the recorded describer.
     updated, added = add_to_index(tmp_path / "idx", db.subset(range(6, 8)), options=OPTIONS)
     assert added == 2 and recorded_scales(updated.metadata.extra) == ((0.5, 1.0), "max")
+
+
+def test_scales_with_a_classical_describer_are_refused_before_its_vocabulary_is_fitted(
+    tiny_city_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vgloc.describers import ClassicalDescriber
+    from vgloc.evaluation import evaluate
+    from vgloc.indexing import build_index
+
+    def fit(*args: object, **kwargs: object) -> bool:
+        raise AssertionError("the vocabulary was fitted before the scales were checked")
+
+    monkeypatch.setattr(ClassicalDescriber, "prepare", fit)
+    options = ExtractionOptions(scales=(0.5, 1.0), progress=False)
+    with pytest.raises(ValueError, match="networks only"):
+        evaluate(tiny_city_root, model="rootsift+vlad8", options=options)
+    with pytest.raises(ValueError, match="networks only"):
+        build_index(tiny_city_root / "images" / "test" / "database", "rootsift+vlad8", options=options)

@@ -442,7 +442,8 @@ def resolve_evaluated(
     from vgloc.index import GeoIndex
 
     if index is None:
-        describer = resolve_describer(model, checkpoint, pretrained=pretrained)
+        # --scales is checked (a classical describer refused) before a vocabulary is fitted.
+        describer = apply_scales(resolve_describer(model, checkpoint, pretrained=pretrained), options)
         check_factory(describer.descriptor_dim, factory)
         describer.prepare(database.paths, options, seed)
         return describer, None
