@@ -27,11 +27,11 @@ from vgloc.training.distributed import DistInfo
 # ----------------------------------------------------------------------------- configuration
 
 
-def test_a_target_folder_alone_turns_it_on() -> None:
+def test_a_target_folder_alone_turns_it_on(tmp_path: Path) -> None:
     assert [a.name for a in build_addons(resolve_config("cosplace"))] == []
-    on = resolve_config("cosplace", overrides=["da.target=/somewhere"])
+    on = resolve_config("cosplace", overrides=[f"da.target={tmp_path}"])
     assert [a.name for a in build_addons(on)] == ["da"]
-    off = resolve_config("cosplace", overrides=["da.target=/somewhere", "da.enabled=false"])
+    off = resolve_config("cosplace", overrides=[f"da.target={tmp_path}", "da.enabled=false"])
     assert [a.name for a in build_addons(off)] == []
 
 
@@ -49,6 +49,11 @@ def test_a_target_folder_alone_turns_it_on() -> None:
 def test_bad_values_are_refused(override: str, needle: str) -> None:
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
         resolve_config("triplet", overrides=[override])
+
+
+def test_a_missing_absolute_target_is_refused_with_the_config(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such folder"):
+        resolve_config("cosplace", overrides=[f"da.target={tmp_path / 'missing'}"])
 
 
 def test_schedule_is_constant_or_dann() -> None:
@@ -201,7 +206,8 @@ def test_resume_restores_the_classifier_and_draws_the_same_target_images(
 
 
 def test_a_bad_target_folder_stops_before_any_training_step(train_city: Path, tmp_path: Path) -> None:
-    cfg = small_config(train_city, "triplet", f"da.target={tmp_path / 'no-such-folder'}")
+    # A relative name is only resolved once the training split is known (the add-on's setup).
+    cfg = small_config(train_city, "triplet", "da.target=queries_at_dusk")
     with pytest.raises(ConfigError, match="no such folder"):
         train(cfg, run_dir=tmp_path / "run")
     assert not (tmp_path / "run" / "last.pt").exists()

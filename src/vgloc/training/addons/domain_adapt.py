@@ -291,6 +291,14 @@ def check_domain_adapt(s: DomainAdaptConfig, cfg: Any) -> list[str]:
     problems = []
     if s.enabled and s.target is None:
         problems.append("da.enabled=true needs da.target=DIR (a folder of unlabelled target-domain images)")
+    if (
+        s.target is not None
+        and Path(s.target).expanduser().is_absolute()
+        and not Path(s.target).expanduser().is_dir()
+    ):
+        # Cheap, and found before the datasets are loaded; a relative name may be a folder of
+        # the training split, which the add-on's setup resolves (and refuses when missing).
+        problems.append(f"da.target={s.target!r}: no such folder")
     if s.weight < 0:
         problems.append(f"da.weight={s.weight} must be >= 0")
     if s.grl_lambda < 0:
