@@ -12,7 +12,8 @@ from PIL import Image
 from vgloc.cli import main
 from vgloc.data import load_split
 from vgloc.data.synthetic import CitySize
-from vgloc.data.synthetic.world import generate_world
+from vgloc.data.synthetic.style import CityStyle
+from vgloc.data.synthetic.world import WORLD_STYLES, generate_world
 from vgloc.geo import haversine_m
 
 SMALL = CitySize(
@@ -24,8 +25,22 @@ PLACES = (("paris", 48.8566, 2.3522), ("sydney", -33.8688, 151.2093))
 
 @pytest.mark.slow  # ~10-20 s: renders two small cities
 def test_world_merges_styled_cities_into_a_world_wide_dataset(tmp_path: Path) -> None:
+    mine = CityStyle(walls=(1,), tree_rate=0.0)
     root = generate_world(
-        tmp_path / "world", SMALL, 0, places=PLACES, image_size=(32, 48), progress=False, workers=1
+        tmp_path / "world",
+        SMALL,
+        0,
+        places=PLACES,
+        styles={"paris": mine},
+        image_size=(32, 48),
+        progress=False,
+        workers=1,
+    )
+    architecture = json.loads((root / "world.json").read_text())["params"]["architecture"]
+    assert architecture == {"paris": mine.to_dict(), "sydney": WORLD_STYLES["sydney"].to_dict()}
+    assert (
+        json.loads((root / "_cities" / "paris" / "city.json").read_text())["params"]["style"]
+        == mine.to_dict()
     )
     split = load_split(root, "train", validate=False, progress=False)
     db = split.database
@@ -45,7 +60,10 @@ def test_world_merges_styled_cities_into_a_world_wide_dataset(tmp_path: Path) ->
     assert np.abs(graded - want).mean() < 4.0  # JPEG re-encoding only
     # a second call reuses the world; the command writes one too
     mtime = (root / "world.json").stat().st_mtime_ns
-    assert generate_world(root, SMALL, 0, places=PLACES, image_size=(32, 48), progress=False) == root
+    again = generate_world(
+        root, SMALL, 0, places=PLACES, styles={"paris": mine}, image_size=(32, 48), progress=False
+    )
+    assert again == root
     assert (root / "world.json").stat().st_mtime_ns == mtime
 
 
