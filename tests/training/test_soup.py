@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +95,15 @@ def test_greedy_without_a_score_and_unknown_methods_are_refused(tmp_path: Path) 
         make_soup(ingredients[:1], "uniform")
 
 
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny networks on a shared 2-core machine run much faster on one thread (as the training tests)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _ingredients(folder: Path, seeds: tuple[int, ...] = (0, 1, 2)) -> list[Path]:
     """Models sharing one start, each nudged by its own noise (stand-ins for fine-tuned runs)."""
     torch.manual_seed(0)
@@ -149,6 +158,7 @@ def _eval_r1(root: Path, checkpoint: Path) -> float:
     return float(np.mean([res.domains[d].recalls[1] for d in DOMAINS]))
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_greedy_on_a_city_scores_like_vgloc_eval_and_follows_recipe_1(
     tmp_path: Path, tiny_city: Path
 ) -> None:
