@@ -241,7 +241,7 @@ def train_runs(
 
 def evaluate_model(
     root: Path,
-    checkpoint: Path,
+    checkpoint: Path | Sequence[Path],
     *,
     cache: Path | None = None,
     splits: Sequence[str] = SPLITS,
@@ -251,17 +251,23 @@ def evaluate_model(
     """R@1/R@5 per split and domain (day, night) of one model file; cached in ``cache`` (JSON) by arguments.
 
     ``extraction`` adds fields of :class:`vgloc.api.ExtractionOptions` (e.g. ``scales``,
-    ``scale_fusion``); ``kwargs`` go to :func:`vgloc.api.evaluate`. The result is
-    ``{split: {domain: {"R@1": ..., "R@5": ...}}}``.
+    ``scale_fusion``); ``kwargs`` go to :func:`vgloc.api.evaluate`, or with several
+    checkpoints (an ensemble) to :func:`vgloc.api.evaluate_ensemble` (``ensemble=``,
+    ``lead=``). The result is ``{split: {domain: {"R@1": ..., "R@5": ...}}}``.
     """
     import torch
 
-    from vgloc.api import ExtractionOptions, evaluate
+    from vgloc.api import ExtractionOptions, evaluate, evaluate_ensemble
 
     torch.set_num_threads(1)  # as the trainings: one core per process on a shared machine
     extraction = dict(extraction or {})
     ident = json.dumps(
-        {"checkpoint": str(checkpoint), "splits": list(splits), "extraction": extraction, "kwargs": kwargs},
+        {
+            "checkpoint": [str(c) for c in checkpoint] if isinstance(checkpoint, list) else str(checkpoint),
+            "splits": list(splits),
+            "extraction": extraction,
+            "kwargs": kwargs,
+        },
         sort_keys=True,
         default=str,
     )
@@ -271,21 +277,22 @@ def evaluate_model(
             return stored[ident]  # type: ignore[no-any-return]
     h, w = (int(v) for v in IMAGE_SIZE.split(","))
     options = ExtractionOptions(
-        **{"image_size": (h, w), "batch_size": 32, "precision": "fp32", "progress": False, **extraction}
+        **{"image_size": (h, w), "batch_size": 32, "precision": "fp32", "num_workers": 0, "progress": False}
+        | extraction
     )
     out: dict[str, dict[str, dict[str, float]]] = {}
     for split in splits:
-        res = evaluate(
-            root,
-            split,
-            MODEL,
-            checkpoint=checkpoint,
-            domains=list(DOMAINS),
-            recall_values=(1, 5),
-            options=options,
-            report=False,
-            **kwargs,
-        )
+        common = {"domains": list(DOMAINS), "options": options, "report": False}
+        if isinstance(checkpoint, list):
+            # Each member retrieves K = max(recall_values) and the fused list keeps K: the
+            # field's usual 1, 5, 10, 20, so the rules have candidates to merge.
+            res = evaluate_ensemble(
+                root, split, MODEL, checkpoints=checkpoint, recall_values=(1, 5, 10, 20), **common, **kwargs
+            )
+        else:
+            res = evaluate(
+                root, split, MODEL, checkpoint=checkpoint, recall_values=(1, 5), **common, **kwargs
+            )
         out[split] = {d: {f"R@{k}": float(v) for k, v in res.domains[d].recalls.items()} for d in DOMAINS}
     if cache is not None:
         from vgloc.io import write_json_atomic

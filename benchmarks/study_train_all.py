@@ -50,7 +50,7 @@ def queue(sgd_lr: float, losses: bool) -> list[st.RunSpec]:
         optim["asgd plateau"],
         bright["0.3"],
     ]
-    return order + (LOSS_RUNS if losses else [])
+    return order + (study_losses.specs()[1:] if losses else [])  # [0] is CosFace, the baseline
 
 
 def main() -> None:
