@@ -179,6 +179,21 @@ def test_the_wrapper_asks_for_each_scaled_size_rounded_to_the_multiple() -> None
         MultiScaleDescriber(SizeEcho(), (0.01, 1)).resolve_options(OPTIONS)
 
 
+def test_a_dinov2_spec_gets_sizes_in_multiples_of_14(monkeypatch: pytest.MonkeyPatch) -> None:
+    net = resolve_describer("dinov2_vits14+gem")  # built from a spec: its preprocessing says 1
+    asked: list[Any] = []
+
+    def describe(images: Sequence[Any], options: ExtractionOptions, *, queries: bool = False) -> np.ndarray:
+        asked.append(options.image_size)
+        return np.ones((len(images), net.descriptor_dim), dtype=np.float32)
+
+    monkeypatch.setattr(net, "describe", describe)
+    MultiScaleDescriber(net, (0.5, 1.0), "avg").describe(
+        ["a.jpg"], dataclasses.replace(OPTIONS, image_size=(322, 322))
+    )
+    assert asked == [(168, 168), (322, 322)]  # 161 -> 12 patches of 14
+
+
 def test_one_scale_of_one_equals_the_plain_describer_exactly(net: Describer, images: list[Path]) -> None:
     wrapper = MultiScaleDescriber(net, (1,), "max")
     np.testing.assert_array_equal(wrapper.describe(images, OPTIONS), net.describe(images, OPTIONS))

@@ -142,9 +142,12 @@ def scaled_size(size: tuple[int, int], scale: float, multiple: int = 1) -> tuple
 
 
 def _size_multiple(describer: Describer) -> int:
-    """The multiple the describer's input sides must be (its preprocessing's, e.g. 14 for DINOv2)."""
+    """The multiple the describer's input sides must be (14 for DINOv2): its preprocessing's,
+    or its backbone's for a network built from a spec (whose preprocessing says 1)."""
+    from vgloc.training.adapt import size_multiple
+
     preprocessing = getattr(describer, "preprocessing", None)
-    return max(1, int(getattr(preprocessing, "multiple_of", 1) or 1))
+    return max(1, int(getattr(preprocessing, "multiple_of", 1) or 1), size_multiple(describer.spec))
 
 
 class MultiScaleDescriber(Describer):
