@@ -21,11 +21,8 @@ import argparse
 import _study as st
 import study_brightness
 import study_grl
+import study_losses
 import study_optim
-
-LOSS_RUNS = [
-    st.RunSpec(f"CosPlace + {loss}", [f"cosplace.loss={loss}"]) for loss in ("arcface", "sphereface")
-]
 
 
 def queue(sgd_lr: float, losses: bool) -> list[st.RunSpec]:
