@@ -202,14 +202,15 @@ class Localizer:
         """:meth:`locate` for a single photo."""
         return self.locate([photo])[0]
 
+    @property
+    def search_k(self) -> int:
+        """Neighbours a query needs: ``top_k`` matches, and ``kde.k`` for the density and confidence."""
+        return max(self.top_k, self.kde.k)
+
     def _predict(
         self, names: list[str], descriptors: np.ndarray, query_paths: list[Path] | None
     ) -> list[Prediction]:
-        from dataclasses import asdict
-
-        from vgloc.predict import estimate_positions
-
-        k = max(self.top_k, self.kde.k)
+        k = self.search_k
         if self.reranker is not None:
             k = max(k, self.rerank_k)
         sims, ids = self.index.search(descriptors, k, self.search_params, device=self.options.device)
@@ -223,6 +224,27 @@ class Localizer:
             ).rerank()
             assert reordered.similarities is not None  # similarities were passed in
             ids, sims, inliers = reordered.predictions, reordered.similarities, reordered.inliers
+        return self.predictions_from(names, sims, ids, inliers)
+
+    def predictions_from(
+        self, names: list[str], sims: np.ndarray, ids: np.ndarray, inliers: np.ndarray | None = None
+    ) -> list[Prediction]:
+        """Positions, confidences and ``top_k`` matches from ranked lists of this index's images.
+
+        Args:
+            names: Q query names.
+            sims, ids: (Q, K) similarities and image indices, best first (-1 = empty);
+                from this index's search, a re-ranking or an ensemble's fusion.
+            inliers: (Q, K) verified inliers (-1 = not verified), or None.
+
+        Returns:
+            Q :class:`~vgloc.predict.Prediction`.
+        """
+        from dataclasses import asdict
+
+        from vgloc.predict import estimate_positions
+
+        db = self.index.images
         # Planar (one UTM zone) databases are predicted in UTM metres as the field does;
         # world-wide ones on the sphere, in local east-north-up metres.
         est = estimate_positions(sims, ids, db, self.method, **asdict(self.kde))

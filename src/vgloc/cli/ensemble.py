@@ -13,7 +13,13 @@ from typing import Any
 
 from vgloc.cli.options import positive_int
 
-__all__ = ["add_ensemble_options", "check_ensemble_args", "ensemble_requested", "num_members"]
+__all__ = [
+    "add_ensemble_options",
+    "check_ensemble_args",
+    "ensemble_requested",
+    "locate_with_ensemble",
+    "num_members",
+]
 
 _MEMBER_OPTIONS = ("model", "checkpoint", "index")
 
@@ -84,3 +90,33 @@ def check_ensemble_args(args: argparse.Namespace, what: str) -> None:
     if getattr(args, "cells", None) is not None:
         raise ValueError(f"{what} --ensemble does not combine with --cells")
     check_ensemble(args.ensemble, num_members(args), args.ensemble_lead - 1)
+
+
+def locate_with_ensemble(args: argparse.Namespace, kde: Any) -> list[Any]:
+    """``vgloc locate --index A --index B --ensemble ...``: the fused predictions of every photo."""
+    from vgloc.describers import ExtractionOptions
+    from vgloc.ensemble.localizer import locate_ensemble
+
+    check_ensemble_args(args, what="locate")
+    options = ExtractionOptions(
+        image_size=args.image_size if args.image_size is not None else "auto",  # auto: each index's own
+        device=args.device,
+        precision=args.precision,
+        scales=args.scales,
+        scale_fusion=args.scale_fusion,
+        progress=False,
+    )
+    return locate_ensemble(
+        args.photos,
+        _as_list(args.index),
+        ensemble=args.ensemble,
+        models=args.model,
+        checkpoints=args.checkpoint,
+        lead=args.ensemble_lead - 1,
+        **({} if args.rrf_k is None else {"rrf_k": args.rrf_k}),
+        top_k=args.top_k,
+        method=args.method,
+        kde=kde,
+        search_params=args.search_params,
+        options=options,
+    )

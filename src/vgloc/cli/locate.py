@@ -9,6 +9,7 @@ from typing import Any
 
 from vgloc.cli.cells import add_cell_options
 from vgloc.cli.command import Command, register
+from vgloc.cli.ensemble import add_ensemble_options, ensemble_requested, locate_with_ensemble
 from vgloc.cli.options import (
     add_option,
     add_precision_option,
@@ -28,7 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--index",
         type=Path,
         default=None,
-        help="index directory from `vgloc index build` (or --cells RUN with --method geocell)",
+        action="append",
+        help="index directory from `vgloc index build` (or --cells RUN with --method geocell); repeat with "
+        "--ensemble: one per model",
     )
     p.add_argument(
         "--top-k",
@@ -54,8 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--search-params", default=None, help="FAISS search parameters, e.g. nprobe=32")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.add_argument("--model", default=None, help="override the model recorded in the index (same spec)")
-    p.add_argument("--checkpoint", type=Path, default=None, help="override the index's weights")
+    p.add_argument("--model", action="append", help="override the model recorded in the index (same spec)")
+    p.add_argument("--checkpoint", type=Path, action="append", help="override the index's weights")
     add_option(
         p,
         "--image-size",
@@ -67,12 +70,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_precision_option(p)
     add_scale_options(p)
     add_rerank_options(p)
+    add_ensemble_options(p)
     add_runtime_options(p)
     add_cell_options(p, top_k=False)
 
 
 def run(args: argparse.Namespace) -> int:
     """Locate every photo with :func:`vgloc.api.locate` (or a geocell run's classifiers) and print text or JSON."""
+    ensemble = ensemble_requested(args)  # several --index/--model with --ensemble; else single values
     if args.method == "geocell" or args.cells is not None:
         return _run_geocell(args)
     if args.index is None:
@@ -83,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     kde = KDEParams(k=args.kde_k, m=args.kde_m, sigma_m=args.kde_sigma)
     options = None
     scaled = args.scales is not None or args.scale_fusion is not None  # checked against the index's
-    if args.image_size is not None or args.device != "cpu" or args.precision != "auto" or scaled:
+    custom = args.image_size is not None or args.device != "cpu" or args.precision != "auto" or scaled
+    if custom and not ensemble:  # (an ensemble sets each model's options itself)
         from vgloc.index import GeoIndex
 
         size = (
@@ -97,20 +103,24 @@ def run(args: argparse.Namespace) -> int:
             scale_fusion=args.scale_fusion,
             progress=False,
         )
-    predictions = locate(
-        args.photos,
-        args.index,
-        model=args.model,
-        checkpoint=args.checkpoint,
-        top_k=args.top_k,
-        method=args.method,
-        kde=kde,
-        search_params=args.search_params,
-        options=options,
-        rerank=args.rerank,
-        rerank_k=args.rerank_k,
-        rerank_cache=args.rerank_cache,
-        rerank_fusion=args.rerank_fusion,
+    predictions = (
+        locate_with_ensemble(args, kde)
+        if ensemble
+        else locate(
+            args.photos,
+            args.index,
+            model=args.model,
+            checkpoint=args.checkpoint,
+            top_k=args.top_k,
+            method=args.method,
+            kde=kde,
+            search_params=args.search_params,
+            options=options,
+            rerank=args.rerank,
+            rerank_k=args.rerank_k,
+            rerank_cache=args.rerank_cache,
+            rerank_fusion=args.rerank_fusion,
+        )
     )
     if args.json:
         print(json.dumps([p.to_dict() for p in predictions], indent=2))
