@@ -162,7 +162,11 @@ def test_training_with_the_addon_logs_accuracy_and_its_loss(
     assert row["loss/da/domain"] > 0
     assert row["da/lambda"] == 1.0  # constant by default
     state = load_training_checkpoint(result.run_dir)["addons"]["da"]
-    assert state["seen"] > 0 and set(state["classifier"]) >= {"0.weight", "4.bias"}
+    assert set(state["classifier"]) >= {"0.weight", "4.bias"}
+    # Balanced batches: every step classified as many target images as the method's batch had.
+    per_step, rest = divmod(state["seen"], 2 * result.global_step)
+    assert rest == 0
+    assert per_step == (8 if method == "cosplace" else 4 * 12)  # cosplace.batch_size; 4 tuples of 1+1+10
     plain = train(small_config(train_city, method, "schedule.epochs=1"), run_dir=tmp_path / "plain")
     # The adversarial gradient reaches the network: the same recipe trains to other weights.
     differs = [
