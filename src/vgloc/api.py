@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vgloc.describers import DEFAULT_IMAGE_SIZE, Describer, ExtractionOptions, resolve_describer
+from vgloc.ensemble import locate_ensemble
 from vgloc.evaluation import DomainResult, EvalResult, RerankedDomain, evaluate, evaluate_ensemble
 from vgloc.indexing import build_index
 from vgloc.localizer import Localizer, check_photo_files
@@ -44,6 +45,7 @@ __all__ = [
     "evaluate",
     "evaluate_ensemble",
     "locate",
+    "locate_ensemble",
 ]
 
 
