@@ -4,14 +4,15 @@
 ``ExtractionOptions.image_size`` (every network): for each scale ``s`` it describes the
 images at ``(round(H*s), round(W*s))`` of the resolved image size ``(H, W)`` (with
 ``image_size=None``, each image's own size times ``s``), rounded to the multiple the
-network needs (14 for DINOv2), stacks the ``S`` descriptors of every image and fuses
-them element-wise (:func:`fuse_descriptors`: ``avg``, ``sum``, ``max`` or ``min``),
-then L2-normalises the result again, as the :class:`~vgloc.describers.Describer`
-contract requires.
+network needs (14 for DINOv2), fuses the ``S`` descriptors of every image element-wise
+(:class:`ScaleFusion`: ``avg``, ``sum``, ``max`` or ``min``, one scale at a time), then
+L2-normalises the result again, as the :class:`~vgloc.describers.Describer` contract
+requires.
 
 The method and its four fusions follow the multi-scale test of the VG studies built on
 CosPlace (``--multi_scale --select_resolutions 0.526 0.588 1 1.7 1.9
---multi_scale_method avg|sum|max|min``). That code fused the networks' already
+--multi_scale_method avg|sum|max|min``; read in CarachinoAlessio/VisualGeolocalization,
+``parser.py`` and ``test.py``). That code fused the networks' already
 L2-normalised outputs and searched the fused vectors *without* normalising them again,
 for the database only, and fed the network an image resized to ``H/s x W/s`` and back
 to ``H x W`` (a resampling, not a change of input resolution); vgloc's differences are
