@@ -63,13 +63,13 @@ def test_readme_python_example_runs_as_printed(
         assert (tmp_path / "results" / name).is_file()
 
 
-def readme_command_lines() -> list[str]:
-    """Every ``vgloc ...`` command line in README's bash blocks.
+def readme_command_lines(path: Path = README) -> list[str]:
+    """Every ``vgloc ...`` command line in README's (or ``path``'s) bash blocks.
 
     Comments are cut, continuation lines joined, and usage-style ``[--option VALUE]``
     parts dropped (they show what may be added).
     """
-    text = README.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
     lines: list[str] = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         joined = re.sub(r"\\\n\s*", " ", block)

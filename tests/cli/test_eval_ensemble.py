@@ -76,3 +76,24 @@ def test_refusals(
     args = ["eval", "--dataset", str(tiny_city_root), "--run-dir", str(tmp_path / "run"), *extra]
     assert main(args) != 0
     assert message in capsys.readouterr().err
+
+
+def test_every_command_of_the_ensembles_doc_parses_into_an_ensemble() -> None:
+    """docs/ensembles.md is what the study scripts copy: its command lines must keep working."""
+    import shlex
+
+    from tests.test_readme import readme_command_lines
+    from vgloc.cli import build_parser
+    from vgloc.cli.ensemble import num_members
+
+    lines = readme_command_lines(Path(__file__).parents[2] / "docs" / "ensembles.md")
+    ensembles = [ln for ln in lines if "--ensemble " in ln]
+    assert len(ensembles) >= 5 and any(ln.startswith("vgloc locate ") for ln in ensembles)
+    parser = build_parser()
+    for line in lines:
+        try:
+            args = parser.parse_args(shlex.split(line)[1:])
+        except SystemExit as exc:  # argparse reports a bad line by exiting
+            raise AssertionError(f"docs/ensembles.md command does not parse: {line}") from exc
+        if line in ensembles:
+            assert args.ensemble in ("nif", "sif", "rrf") and num_members(args) == 2, line
