@@ -108,13 +108,16 @@ def main() -> None:
 
     rows: list[dict[str, Any]] = []
     for label in ("adam constant", "adam cosine"):
+        if label not in runs:  # --cached-only and not trained yet
+            continue
         run_dir = runs[label][0]
         snaps = sorted((run_dir / "snapshots").glob("epoch_*.pt"))
         rows += soup_rows(f"{len(snaps)} snapshots of {label}", snaps, root, work, last=snaps[-1])
     finals = [d / "best_model.pt" for d, _ in runs.values()]
-    rows += soup_rows(
-        f"best models of the {len(finals)} optimizer x scheduler runs", finals, root, work, None
-    )
+    if len(finals) >= 2:
+        rows += soup_rows(
+            f"best models of the {len(finals)} optimizer x scheduler runs", finals, root, work, None
+        )
 
     machine = st.print_header(args, "Model soups")
     print("Greedy: ingredients sorted by val day R@1, each kept if the soup's val R@1 does not drop (>=).\n")
