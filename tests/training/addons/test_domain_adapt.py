@@ -94,6 +94,56 @@ def test_missing_or_empty_target_folders_are_clear_errors(tmp_path: Path) -> Non
         find_target_images(tmp_path / "empty")
 
 
+def _setup_without_a_run(target: Path, *overrides: str) -> DomainAdaptAddon:
+    """The add-on set up on a stand-in trainer (what setup and extra_inputs read of it)."""
+    cfg = resolve_config("cosplace", overrides=[f"da.target={target}", "data.image_size=16,20", *overrides])
+    trainer = SimpleNamespace(
+        cfg=cfg,
+        train_split=None,
+        model=SimpleNamespace(descriptor_dim=8),
+        device=torch.device("cpu"),
+        dist=DistInfo(),
+        global_step=0,
+        step_images=3,
+        steps_per_epoch=lambda: 10,
+        augment_on_device=lambda augment, images, seeds: augment(images, seeds),
+    )
+    addon = DomainAdaptAddon(cfg.da)
+    addon.setup(trainer)  # type: ignore[arg-type]
+    return addon
+
+
+def test_target_images_are_preprocessed_like_evaluation_images_and_drawn_per_step(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from vgloc.data import build_transform
+
+    colours = [(200, 20, 20), (20, 200, 20), (20, 20, 200), (90, 90, 90)]
+    (tmp_path / "t").mkdir()
+    for i, colour in enumerate(colours):
+        Image.new("RGB", (32, 24), colour).save(tmp_path / "t" / f"{i}.png")
+    # No augmentation: each target image is exactly the evaluation transform of one file.
+    plain = _setup_without_a_run(
+        tmp_path / "t",
+        "augment.brightness=0",
+        "augment.contrast=0",
+        "augment.saturation=0",
+        "augment.hue=0",
+        "augment.random_resized_crop=null",
+    )
+    refs = [build_transform((16, 20))(Image.open(tmp_path / "t" / f"{i}.png")) for i in range(4)]
+    x = plain.extra_inputs(0, 5)
+    assert x.shape == (3, 3, 16, 20)  # as many as the method's batch (step_images)
+    for row in x:
+        assert min(float((row - r).abs().max()) for r in refs) < 1e-5
+    # With the CosPlace preset's jitter: a function of (epoch, step) only.
+    jitter = _setup_without_a_run(tmp_path / "t", "da.batch_size=5")
+    a, b = jitter.extra_inputs(1, 7), jitter.extra_inputs(1, 7)
+    assert a.shape == (5, 3, 16, 20) and torch.equal(a, b)
+    assert not torch.equal(a, jitter.extra_inputs(1, 8))
+    assert min(float((a[0] - r).abs().max()) for r in refs) > 1e-3  # augmented
+
+
 # ----------------------------------------------------------------------------- the classifier
 
 

@@ -20,8 +20,9 @@ target images as the method's batch has source images (``da.batch_size`` to choo
 another count) to the same forward pass, drawn from ``sample_seeds(seed, stream,
 epoch, step, rank)`` so that a resumed run draws the same ones. They are decoded and
 resized like training images (:class:`~vgloc.training.augment.ImageLoader`) and go
-through the run's augmentation (:class:`~vgloc.training.augment.TrainAugment`, the
-``augment`` section) with their own seeds: otherwise the classifier could separate
+through the run's augmentation (the ``augment`` section, batched on the device by
+:class:`~vgloc.training.batch_augment.BatchAugment` as CosPlace's own images are) with
+their own seeds: otherwise the classifier could separate
 the domains by the augmentation alone. The loss term ``da/domain`` (``weight`` times
 the cross-entropy over source and target) is logged per epoch as
 ``loss/da/domain``; the classifier's accuracy over the epoch as ``da/accuracy`` and
@@ -160,7 +161,8 @@ class DomainAdaptAddon(TrainerAddon):
         """Find the target images (clear error before training), build the classifier and the loaders."""
         import torch
 
-        from vgloc.training.augment import ImageLoader, TrainAugment
+        from vgloc.training.augment import ImageLoader
+        from vgloc.training.batch_augment import BatchAugment
         from vgloc.training.data import sample_seeds
 
         super().setup(trainer)
@@ -171,7 +173,9 @@ class DomainAdaptAddon(TrainerAddon):
         self.paths = find_target_images(self.config.target, split_dir)
         size = tuple(cfg.data.image_size)
         self.loader = ImageLoader(self.paths, (size[0], size[1]), cache=cfg.data.cache_images)
-        self.augment = TrainAugment(cfg.augment, (size[0], size[1]))
+        # Batched on the training device, as CosPlace's own images are (same pixels as
+        # TrainAugment per image with the same seed).
+        self.augment = BatchAugment(cfg.augment, (size[0], size[1]))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(sample_seeds(cfg.runtime.seed, _INIT_STREAM, n=1)[0]))
             self.classifier = _domain_classifier(trainer.model.descriptor_dim, self.config.hidden)
@@ -204,7 +208,7 @@ class DomainAdaptAddon(TrainerAddon):
         return {} if self.config.lr is None else {"lr": float(self.config.lr)}
 
     def extra_inputs(self, epoch: int, step: int) -> Tensor:
-        """``(N, 3, H, W)`` augmented, normalised target images for global step ``step``.
+        """``(N, 3, H, W)`` augmented, normalised target images for global step ``step``, on the device.
 
         ``N`` is ``da.batch_size``, or the number of images of the method's batch. The
         draw is a function of (seed, epoch, step, rank) only: a resumed run draws the same.
@@ -221,9 +225,8 @@ class DomainAdaptAddon(TrainerAddon):
         draw_seed, *aug_seeds = sample_seeds(*key, n=n + 1)
         rng = np.random.default_rng(int(draw_seed))
         picked = rng.choice(len(self.paths), size=n, replace=n > len(self.paths))
-        return torch.stack(
-            [self.augment(self.loader(int(i)), int(s)) for i, s in zip(picked, aug_seeds, strict=True)]
-        )
+        images = torch.stack([self.loader(int(i)) for i in picked])
+        return trainer.augment_on_device(self.augment, images, torch.as_tensor(aug_seeds))
 
     def loss_terms(self, batch: StepBatch, outputs: StepOutputs) -> dict[str, Tensor]:
         """``{"domain": weight * cross-entropy}`` of the classifier on GRL(source), GRL(target)."""
