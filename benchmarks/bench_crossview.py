@@ -79,6 +79,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--orientation-weight", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument(
         "--runs",
