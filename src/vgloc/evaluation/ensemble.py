@@ -23,16 +23,9 @@ from vgloc.describers.multiscale import apply_scales, scale_settings
 from vgloc.ensemble import RRF_K, check_ensemble, fuse
 from vgloc.ensemble.members import EnsembleMember, ensemble_members
 from vgloc.evaluation.checks import check_out_dir, clip_recall_values
+from vgloc.evaluation.members import resolve_evaluated, run_settings, select_domains
 from vgloc.evaluation.metrics import DEFAULT_METRICS, check_metric_names
-from vgloc.evaluation.protocol import (
-    DEFAULT_MODEL,
-    build_memory_index,
-    evaluate_rankings,
-    load_sets,
-    resolve_evaluated,
-    run_settings,
-    select_domains,
-)
+from vgloc.evaluation.protocol import DEFAULT_MODEL, build_memory_index, evaluate_rankings, load_sets
 from vgloc.evaluation.recall import DEFAULT_RECALL_VALUES, DEFAULT_THRESHOLD_M, recall_at_n
 from vgloc.evaluation.results import EvalResult
 from vgloc.predict import DEFAULT_KDE, KDEParams
