@@ -148,6 +148,7 @@ def evaluate_ensemble(
     for m, member in enumerate(members):
         info = member.label()
         info["model"] = specs[m]
+        info["image_size"] = resolved[m][2].image_size  # each model's own ("auto" resolved per model)
         info.update(scale_settings(resolved[m][0]))
         info["recalls"] = {
             name: {
