@@ -27,14 +27,15 @@ def add_cell_options(p: argparse.ArgumentParser, top_k: bool = True) -> None:
         type=Path,
         default=None,
         metavar="RUN",
-        help="a `vgloc train geocell` run folder: its network describes (retrieval), and with "
-        "--method geocell its classifiers predict the position (the most probable cell)",
+        help="a `vgloc train geocell` run folder: with --method geocell its classifiers predict the position "
+        "(the most probable cell)"
+        + ("; with another --method its network is the retrieval descriptor" if top_k else ""),
     )
     g.add_argument(
         "--cell-position",
         choices=["mean", "centre"],
         default="mean",
-        help="a cell's position: the mean of its training images (default) or its rectangle's centre",
+        help="a cell's position: the mean of its training images (default) or its centre (rectangle or hexagon)",
     )
     g.add_argument(
         "--hierarchical",
