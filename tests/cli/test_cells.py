@@ -90,3 +90,26 @@ def test_locate_method_geocell_lists_top_cells(
         main(["locate", photos[0], "--cells", str(run), "--log-level", "error"]) != 0
     )  # needs --method geocell
     assert main(["locate", photos[0], "--log-level", "error"]) != 0  # neither an index nor a run
+
+
+def test_eval_geocell_finds_the_run_from_its_checkpoint(
+    world: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vgloc.evaluation.geocell as geocell
+
+    db, q, run = world
+    seen: dict[str, Any] = {}
+
+    def fake(*args: Any, **kwargs: Any) -> None:
+        seen.update(kwargs, model=args[2])
+        raise StopError
+
+    class StopError(Exception):
+        pass
+
+    monkeypatch.setattr(geocell, "evaluate_geocell", fake)
+    argv = ["eval", "--database", str(db), "--queries", str(q), "--method", "geocell"]
+    with pytest.raises(StopError):
+        main([*argv, "--checkpoint", str(run / "best_model.pt"), "--hierarchical", "--cell-partition", "0"])
+    assert seen["cells"].run == run and seen["cells"].hierarchical and seen["cells"].partition == 0
+    assert seen["model"] == "tiny+gem"  # the run's own network
