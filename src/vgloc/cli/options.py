@@ -110,7 +110,7 @@ def parse_image_size(text: str) -> Any:
 
 def parse_scales(text: str) -> tuple[float, ...]:
     """``"0.5,1,1.5"`` -> ``(0.5, 1.0, 1.5)``: positive, distinct numbers (argparse type)."""
-    from vgloc.describers.multiscale import check_scales
+    from vgloc.config.scales import check_scales
 
     try:
         return check_scales([float(v) for v in text.split(",") if v.strip()])
@@ -238,7 +238,7 @@ def add_extraction_options(
 
 def add_scale_options(p: Any) -> None:
     """``--scales S1,S2,...`` and ``--scale-fusion avg|sum|max|min``: multi-scale testing."""
-    from vgloc.describers.multiscale import FUSIONS
+    from vgloc.config.scales import FUSIONS
 
     p.add_argument(
         "--scales",

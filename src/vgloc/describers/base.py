@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from vgloc.describers.scales import check_fusion, check_scales
+from vgloc.config.scales import check_fusion, check_scales
 
 if TYPE_CHECKING:
     from vgloc.data.images import ImageInput

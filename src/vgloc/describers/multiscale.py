@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vgloc.config.scales import DEFAULT_FUSION, FUSIONS, check_fusion, check_scales
 from vgloc.describers.base import Describer, ExtractionOptions, ImageSize, IndexState
-from vgloc.describers.scales import DEFAULT_FUSION, FUSIONS, check_fusion, check_scales
 
 if TYPE_CHECKING:
     from vgloc.data.images import ImageInput

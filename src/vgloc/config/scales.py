@@ -1,6 +1,7 @@
 """Validation of multi-scale settings: the scales and the fusion's name.
 
-Kept apart from :mod:`vgloc.describers.multiscale` so that
+Kept apart from :mod:`vgloc.describers.multiscale` (and outside the numpy-importing
+``vgloc.describers`` package, so that building the CLI parser stays light) so that
 :class:`~vgloc.describers.ExtractionOptions` can check its ``scales`` and
 ``scale_fusion`` when it is made, with no import cycle.
 """
