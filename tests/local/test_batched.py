@@ -110,3 +110,19 @@ def test_chunk_ranges_cover_all_candidates_within_the_cap(synthetic_features: li
     assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
     assert all(b - a <= 3 for a, b in ranges) and len(ranges) >= len(cands) // 3
     assert chunk_ranges(query, cands, 1) == [(i, i + 1) for i in range(len(cands))]
+
+
+def test_candidate_norms_are_cached_while_the_features_live(synthetic_features: list[LocalFeatures]) -> None:
+    import dataclasses
+    import gc
+
+    from vgloc.local.matching import batched
+
+    feats = dataclasses.replace(synthetic_features[0])  # a fresh object, not shared with other tests
+    b, norms = batched._float_and_sqnorm(feats)
+    np.testing.assert_array_equal(norms, (b * b).sum(1))  # numpy's summation, as the per-pair path
+    assert batched._float_and_sqnorm(feats)[1] is norms  # computed once
+    key = id(feats)
+    del feats, b
+    gc.collect()
+    assert key not in batched._SQNORMS  # dropped with the features

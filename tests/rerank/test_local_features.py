@@ -11,6 +11,7 @@ from tests.local._helpers import warped_copy
 from vgloc.local import CacheMismatchError, FeatureCache, RootSIFTExtractor
 from vgloc.registry import RERANKERS, UnknownNameError
 from vgloc.rerank import LocalFeatureReranker, Reranker, RerankerSpec, parse_spec
+from vgloc.rerank.run import score_candidates
 
 
 def test_parse_valid_specs() -> None:
@@ -92,3 +93,40 @@ def test_a_cache_of_another_extractor_is_refused(tmp_path: Path) -> None:
         with Reranker("rootsift+mnn+ransac", extractor_options={"max_keypoints": 100}, cache=cache) as rr:
             assert rr.cache is cache
         assert len(cache) == 0
+
+
+def test_prefetch_extracts_the_next_query_in_the_background(
+    wrong_top1: tuple[Path, list[Path]], tmp_path: Path
+) -> None:
+    query, cands = wrong_top1
+    opts = {"extractor_options": {"max_keypoints": 300, "resize": 320}}
+    with Reranker("rootsift+mnn+ransac", **opts) as rr:  # type: ignore[arg-type]
+        assert rr.extractor is not None
+        ref = rr.extractor.extract_path(query)
+        rr.prefetch_query(query)
+        assert list(rr._prefetched) == [str(query.resolve())]
+        got = rr.features(query, store=False)  # waits for the background extraction
+        assert not rr._prefetched
+        for field in ("keypoints", "descriptors", "scores"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(ref, field))
+        rr.prefetch_query(query)  # in memory now: nothing to extract
+        assert not rr._prefetched
+        # An unreadable next query raises where its features are asked for, not in the thread.
+        bad = tmp_path / "broken.jpg"
+        bad.write_bytes(b"not a jpeg")
+        rr.prefetch_query(bad)
+        with pytest.raises(Exception, match=r"broken\.jpg"):
+            rr.prepare_query(bad)
+    assert rr._prefetcher is None  # close() stopped the thread
+    # The loop prefetches query i+1 while scoring query i; results equal those without.
+    preds = np.array([[0, 1], [1, 0], [0, 1]])
+    queries = [query, cands[1], query]
+    runs = [
+        score_candidates(queries, cands, preds, None, "rootsift+mnn+ransac", k=2, prefetch=p, **opts)
+        for p in (False, True)
+    ]
+    np.testing.assert_array_equal(runs[0].local, runs[1].local)
+    np.testing.assert_array_equal(runs[0].inliers, runs[1].inliers)
+    with Reranker("rootsift+mnn+ransac", cache_queries=True, cache=tmp_path / "q.h5", **opts) as rr:  # type: ignore[arg-type]
+        rr.prefetch_query(query)  # query writes stay in the caller's thread: no prefetch
+        assert not rr._prefetched and rr._prefetcher is None

@@ -175,6 +175,15 @@ class BaseReranker(abc.ABC):
         """
         del query
 
+    def prefetch_query(self, query: ImagePath) -> None:  # noqa: B027 (optional hook)
+        """Start the per-query work of the NEXT query in the background (default: nothing).
+
+        The loop calls it before scoring the current query, so a re-ranker whose
+        per-query work releases the GIL (OpenCV, torch) overlaps it with the current
+        query's matching. It must not change any result: :meth:`prepare_query` of that
+        query then only waits for (and raises the errors of) the background work.
+        """
+
     def release(self) -> None:  # noqa: B027 (optional hook: doing nothing is the default)
         """Give back what :meth:`prepare` borrowed (memory); default: nothing.
 

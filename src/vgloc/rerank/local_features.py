@@ -24,6 +24,7 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,10 @@ class LocalFeatureReranker(BaseReranker):
             :mod:`vgloc.rerank.fast`); needs ``batched`` and no fusion.
         device: None (default): the fast path matches with numpy on CPU; a torch device
             (``"cuda"``, ...): it matches there with torch.
+        prefetch: extract the next query's features in a background thread while the
+            current query is matched (:meth:`prefetch_query`; same features, OpenCV and
+            torch release the GIL). Not with ``cache_queries`` (writes stay in the caller's
+            thread).
 
     Example:
         >>> rr = LocalFeatureReranker("rootsift+mnn+ransac", cache="cache/rootsift.h5")
@@ -197,6 +202,7 @@ class LocalFeatureReranker(BaseReranker):
         workers: int | None = None,
         exact_top: int | None = None,
         device: str | None = None,
+        prefetch: bool = True,
     ) -> None:
         self.spec: RerankerSpec = spec if isinstance(spec, RerankerSpec) else parse_spec(spec)
         check_fusion(fusion, fusion_weight)
@@ -234,6 +240,10 @@ class LocalFeatureReranker(BaseReranker):
         self.exact_top = exact_top
         self.fast = FastScorer(workers=workers, exact_top=exact_top, device=device)
         self._memory: OrderedDict[str, LocalFeatures] = OrderedDict()
+        self.prefetch = bool(prefetch)
+        self._prefetcher: ThreadPoolExecutor | None = None
+        #: features being extracted in the background, by absolute path (prefetch_query).
+        self._prefetched: dict[str, Future[LocalFeatures]] = {}
         # The LRU limit before prepare() raised it, restored by release().
         self._memory_limit_before: int | None = None
 
@@ -265,6 +275,10 @@ class LocalFeatureReranker(BaseReranker):
     def close(self) -> None:
         """Stop the verification threads and close a cache this re-ranker opened itself."""
         self.fast.close()
+        if self._prefetcher is not None:
+            self._prefetcher.shutdown(wait=True, cancel_futures=True)
+            self._prefetcher = None
+        self._prefetched.clear()
         if self.cache is not None and self._own_cache:
             self.cache.close()
 
@@ -292,7 +306,10 @@ class LocalFeatureReranker(BaseReranker):
         if feats is not None:
             self._memory.move_to_end(key)
             return feats
-        if self.cache is None:
+        pending = self._prefetched.pop(key, None)
+        if pending is not None:
+            feats = pending.result()  # raises what the extraction raised
+        elif self.cache is None:
             feats = self.extractor.extract_path(key)
         elif store:
             feats = self.cache.get_or_extract(key)
@@ -374,6 +391,25 @@ class LocalFeatureReranker(BaseReranker):
         """Extract (or read) the query's features, so pair times are matching and verification."""
         if self.extractor is not None:
             self.features(query, store=self.cache_queries)
+
+    def prefetch_query(self, query: ImagePath) -> None:
+        """Start extracting a (next) query's features in a background thread.
+
+        :meth:`prepare_query` / :meth:`features` of that query then wait for them. Only
+        extraction runs in the background (an HDF5 hit is read by the caller): the
+        extractors hold no per-call state (OpenCV builds its detector per call), and the
+        features are those :meth:`features` would compute.
+        """
+        if self.extractor is None or not self.prefetch or self.cache_queries:
+            return
+        key = os.path.abspath(os.fspath(query))
+        if key in self._memory or key in self._prefetched:
+            return
+        if self.cache is not None and self.cache.get(key) is not None:
+            return
+        if self._prefetcher is None:
+            self._prefetcher = ThreadPoolExecutor(1, thread_name_prefix="vgloc-prefetch")
+        self._prefetched[key] = self._prefetcher.submit(self.extractor.extract_path, key)
 
     def prepare(
         self,

@@ -98,6 +98,8 @@ class CandidateScores:
             local-feature re-ranker); NaN for empty slots.
         query_ms: (Q,) float64 time of the re-ranker's per-query preparation in ms (the
             query's feature extraction; next to nothing for a detector-free matcher).
+            From the second query on, the part of it not overlapped with the previous
+            query's scoring (:meth:`~vgloc.rerank.base.BaseReranker.prefetch_query`).
         database_images: how many distinct database images were prepared (their
             features extracted or read) before timing started.
         database_ms_per_image: mean time to prepare one of them, ms; NaN when none were
@@ -299,6 +301,9 @@ def score_candidates(
                 reranker.prepare_query(qpath)
                 query_ms[qi] = 1000.0 * (time.perf_counter() - t0)
                 cols = np.flatnonzero(head[qi] >= 0)
+                if qi + 1 < q:
+                    # The next query's features are extracted while this one is matched.
+                    reranker.prefetch_query(Path(query_paths[qi + 1]))
                 t0 = time.perf_counter()
                 pairs = reranker.score(qpath, [Path(database_paths[i]) for i in head[qi, cols]])
                 elapsed = 1000.0 * (time.perf_counter() - t0)

@@ -20,6 +20,7 @@ within float32 rounding can differ.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -52,6 +53,34 @@ def _as_float(desc: np.ndarray) -> np.ndarray:
     if desc.dtype == np.uint8:
         return np.unpackbits(desc, axis=1).astype(np.float32)
     return np.ascontiguousarray(desc, dtype=np.float32)
+
+
+#: Squared norms of float candidates' descriptors, by ``id`` of their LocalFeatures,
+#: dropped when those features are garbage-collected (a weakref finalizer), so a
+#: database image revisited by later queries has its norms computed once.
+_SQNORMS: dict[int, np.ndarray] = {}
+
+
+def _float_and_sqnorm(feats: LocalFeatures) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D') float32 descriptors and their (N,) squared norms, as the per-pair path computes them.
+
+    The norms of float descriptors are cached for as long as ``feats`` lives (same
+    numbers: numpy's ``(b * b).sum(1)`` once instead of once per query).
+    """
+    b = _as_float(feats.descriptors)
+    if feats.binary:
+        return b, (b * b).sum(1)
+    key = id(feats)
+    nb = _SQNORMS.get(key)
+    if nb is None:
+        nb = (b * b).sum(1)
+        try:
+            # The callback runs before the object's memory (and so its id) can be reused.
+            weakref.finalize(feats, _SQNORMS.pop, key, None)
+        except TypeError:  # features that cannot be weakly referenced: no caching
+            return b, nb
+        _SQNORMS[key] = nb
+    return b, nb
 
 
 def chunk_ranges(
@@ -108,24 +137,33 @@ def _distances(q: QueryDescriptors, candidates: Sequence[LocalFeatures], device:
     candidate's keypoints contiguously (the nearest-neighbour search is a contiguous
     reduction), and the search over query keypoints is an element-wise min of rows.
     """
-    bs = [_as_float(f.descriptors) for f in candidates]
-    width = max(2, *(len(b) for b in bs))  # >= 2: the ratio test's runner-up may be padding
-    pad = np.zeros((len(bs), width, q.desc.shape[1]), np.float32)
-    nb = np.full((len(bs), width), np.inf, np.float32)  # padding rows: infinitely far
-    for j, b in enumerate(bs):
-        pad[j, : len(b)] = b
-        nb[j, : len(b)] = (b * b).sum(1)
+    prepared = [_float_and_sqnorm(f) for f in candidates]
     n0 = len(q.desc)
+    if device is None and len(prepared) == 1 and len(prepared[0][0]) >= 2:
+        # One candidate per chunk (the usual case at 480x640: ~600 x 600 keypoints fill a
+        # chunk): its descriptors are the (W, D) matrix the padded path would copy, so the
+        # same GEMM runs on them directly, with no padding copy.
+        b, nb1 = prepared[0]
+        dist = q.desc @ b.T
+        dist += q.sqnorm[:, None]
+        dist += nb1[None, :]
+        return dist.reshape(n0, 1, len(b))
+    width = max(2, *(len(b) for b, _ in prepared))  # >= 2: the ratio test's runner-up may be padding
+    pad = np.zeros((len(prepared), width, q.desc.shape[1]), np.float32)
+    nb = np.full((len(prepared), width), np.inf, np.float32)  # padding rows: infinitely far
+    for j, (b, nbj) in enumerate(prepared):
+        pad[j, : len(b)] = b
+        nb[j, : len(b)] = nbj
     if device is None:
         dist = q.desc @ pad.reshape(-1, q.desc.shape[1]).T
         dist += q.sqnorm[:, None]
         dist += nb.reshape(1, -1)
-        return dist.reshape(n0, len(bs), width)
+        return dist.reshape(n0, len(prepared), width)
     import torch
 
     ta = torch.from_numpy(q.desc).to(device)
     tb = torch.from_numpy(pad.reshape(-1, q.desc.shape[1])).to(device)
-    tdist = (ta @ tb.T).view(n0, len(bs), width)
+    tdist = (ta @ tb.T).view(n0, len(prepared), width)
     tdist.add_(torch.from_numpy(q.sqnorm).to(device)[:, None, None])
     tdist.add_(torch.from_numpy(nb).to(device)[None])
     return tdist
