@@ -20,6 +20,7 @@ from vgloc.cli.options import (
     positive_float,
     positive_int,
 )
+from vgloc.cli.rerank_speed import add_rerank_speed_options, check_rerank_speed_args, rerank_from_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -124,6 +125,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_ensemble_options(p)
     add_extraction_options(p)
     add_rerank_options(p, evaluation=True)
+    add_rerank_speed_options(p)
     add_runtime_options(p)
     add_cell_options(p)
 
@@ -132,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate with :func:`vgloc.api.evaluate` and print the Recall@N table."""
     from vgloc.api import evaluate
 
+    check_rerank_speed_args(args)
     if ensemble_requested(args):  # --ensemble, or several --model/--checkpoint/--index
         return _run_ensemble(args)
     evaluate = cells_evaluator(args, evaluate)  # --cells RUN: its network; --method geocell: its classifiers
@@ -139,15 +142,16 @@ def run(args: argparse.Namespace) -> int:
     if args.model is None and args.index is None:
         raise ValueError("give --model SPEC (or --index IDX built with one)")
     common = _common_kwargs(args)
+    rerank, rerank_cache = rerank_from_args(args)  # built here with --rerank-workers/--rerank-exact-top
     result = evaluate(
         args.dataset,
         args.split,
         args.model,
         index=args.index,
         checkpoint=args.checkpoint,
-        rerank=args.rerank,
+        rerank=rerank,
         rerank_k=args.rerank_k,
-        rerank_cache=args.rerank_cache,
+        rerank_cache=rerank_cache,
         rerank_fusion=args.rerank_fusion,
         rerank_fusion_weight=args.rerank_fusion_weight,
         rerank_sweep=args.rerank_sweep,

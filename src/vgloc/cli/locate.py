@@ -20,6 +20,7 @@ from vgloc.cli.options import (
     positive_float,
     positive_int,
 )
+from vgloc.cli.rerank_speed import add_rerank_speed_options, check_rerank_speed_args, rerank_from_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -70,6 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_precision_option(p)
     add_scale_options(p)
     add_rerank_options(p)
+    add_rerank_speed_options(p)
     add_ensemble_options(p)
     add_runtime_options(p)
     add_cell_options(p, top_k=False)
@@ -77,6 +79,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Locate every photo with :func:`vgloc.api.locate` (or a geocell run's classifiers) and print text or JSON."""
+    check_rerank_speed_args(args)
     ensemble = ensemble_requested(args)  # several --index/--model with --ensemble; else single values
     if args.method == "geocell" or args.cells is not None:
         return _run_geocell(args)
@@ -103,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
             scale_fusion=args.scale_fusion,
             progress=False,
         )
+    # --rerank-workers/--rerank-exact-top: the re-ranker is built here (an ensemble refuses --rerank)
+    rerank, rerank_cache = (None, None) if ensemble else rerank_from_args(args)
     predictions = (
         locate_with_ensemble(args, kde)
         if ensemble
@@ -116,9 +121,9 @@ def run(args: argparse.Namespace) -> int:
             kde=kde,
             search_params=args.search_params,
             options=options,
-            rerank=args.rerank,
+            rerank=rerank,
             rerank_k=args.rerank_k,
-            rerank_cache=args.rerank_cache,
+            rerank_cache=rerank_cache,
             rerank_fusion=args.rerank_fusion,
         )
     )
