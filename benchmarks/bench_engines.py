@@ -1,8 +1,9 @@
 """The network alone on CPU under each inference engine, timed interleaved (issue 10).
 
 ResNet-18+GeM+FC512 (random weights) on a batch of random 480x640 images: torch eager
-NCHW (CosPlace's path), torch channels-last, ONNX Runtime (vgloc's fp32 CPU engine) and
-OpenVINO (when installed), all from one ONNX export, each round running every engine
+NCHW (CosPlace's path), torch channels-last, ONNX Runtime (one run, intra-op threads),
+vgloc's engine (ONNX Runtime, the batch split across the cores, one single-threaded run
+each; it exports its own copy) and OpenVINO (when installed), each round running every engine
 once so that load from other jobs hits them alike. Prints img/s per round and the
 minimum cosine of each engine's descriptors against torch's.
 
@@ -62,6 +63,11 @@ def main() -> None:
 
     session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
     engines["onnxruntime"] = lambda: session.run(None, {"images": xn})[0]
+    # vgloc's engine: the batch split across the cores, one single-threaded run per slice.
+    from vgloc.models.engines import OnnxRuntimeEngine
+
+    sliced = OnnxRuntimeEngine(model, x[:1])
+    engines[f"onnxruntime {sliced.cores}x1 thread"] = lambda: sliced(x).numpy()
     try:
         import openvino as ov
 

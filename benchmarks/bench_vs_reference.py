@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -108,10 +109,22 @@ def build_folder(work: Path, size: str) -> Path:
     return root
 
 
+#: CPU seconds (user + system) of each timed process and its children, in call order.
+CPU_S: list[float] = []
+
+
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+    """Wall seconds and output of ``cmd``; its CPU seconds (with its workers') go to :data:`CPU_S`.
+
+    CPU time is the figure that other jobs' load disturbs least (wall time stretches
+    with every process that shares the cores).
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU_S.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     if proc.returncode != 0:
         raise SystemExit(
             f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -143,6 +156,14 @@ def main() -> None:
         help="also time `vgloc eval` with vgloc imported from this src folder (e.g. a git worktree "
         "of an older commit), interleaved with the others, so before/after share the machine's load",
     )
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=ARGS",
+        help="also time `vgloc eval` with these extra arguments (e.g. 'w0=--workers 0'), interleaved "
+        "with the others in every repeat; repeatable",
+    )
     ap.add_argument("--label", default="", help="a note stored with the result (e.g. before/after)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -167,23 +188,39 @@ def main() -> None:
     vg_cmd += ["--checkpoint", str(weights), "--device", "cpu", "--no-progress", "--no-report"]
     vg_cmd += ["--out", str(vg_out), "--run-dir", str(work / "runs"), *args.vgloc_args.split()]
 
+    variants = dict(v.split("=", 1) for v in args.variant)
+    variant_walls: dict[str, list[float]] = {name: [] for name in variants}
     base_walls: list[float] = []
     base_env = None
     if args.baseline_src is not None:
         base_env = dict(os.environ, PYTHONPATH=str(args.baseline_src.resolve()))
     ref_walls, vg_walls = [], []
+    ref_cpu, vg_cpu, base_cpu = [], [], []
+    variant_cpu: dict[str, list[float]] = {name: [] for name in variants}
     ref_log = ""
     for r in range(args.repeats):
         w, ref_log = timed(ref_cmd, env)
         ref_walls.append(w)
+        ref_cpu.append(CPU_S[-1])
         w, _ = timed(vg_cmd)
         vg_walls.append(w)
+        vg_cpu.append(CPU_S[-1])
         if base_env is not None:
             w, _ = timed(vg_cmd, base_env)
             base_walls.append(w)
+            base_cpu.append(CPU_S[-1])
+        for name, extra in variants.items():
+            w, _ = timed([*vg_cmd, *extra.split()])
+            variant_walls[name].append(w)
+            variant_cpu[name].append(CPU_S[-1])
         print(
             f"repeat {r}: reference {ref_walls[-1]:.1f} s, vgloc {vg_walls[-1]:.1f} s"
-            + (f", baseline vgloc {base_walls[-1]:.1f} s" if base_walls else ""),
+            + (f", baseline vgloc {base_walls[-1]:.1f} s" if base_walls else "")
+            + "".join(f", {name} {walls[-1]:.1f} s" for name, walls in variant_walls.items())
+            + f"; CPU s: reference {ref_cpu[-1]:.1f}, vgloc {vg_cpu[-1]:.1f}"
+            + (f", baseline {base_cpu[-1]:.1f}" if base_cpu else "")
+            + "".join(f", {name} {cpus[-1]:.1f}" for name, cpus in variant_cpu.items())
+            + f" (load average {os.getloadavg()[0]:.1f})",
             flush=True,
         )
     ref_r1 = parse_ref_r1(ref_log)
@@ -221,6 +258,11 @@ def main() -> None:
         # Paired: each repeat's vgloc run against the reference run just before it (the
         # machine's load changes between repeats; the median of these is the robust figure).
         "ratio_per_repeat": [round(r / v, 3) for r, v in zip(ref_walls, vg_walls, strict=True)],
+        # CPU seconds of each whole process (with its decoding workers): less disturbed by
+        # other jobs than wall time; the reference's over vgloc's is a second ratio.
+        "reference_cpu_s": [round(c, 2) for c in ref_cpu],
+        "vgloc_cpu_s": [round(c, 2) for c in vg_cpu],
+        "cpu_ratio_per_repeat": [round(r / v, 3) for r, v in zip(ref_cpu, vg_cpu, strict=True)],
         "reference_r1": ref_r1,
         "vgloc_r1": vg_r1,
         "cosine_min": float(cos.min()),
@@ -234,6 +276,19 @@ def main() -> None:
         out["baseline_ratio_per_repeat"] = [
             round(r / b, 3) for r, b in zip(ref_walls, base_walls, strict=True)
         ]
+        out["baseline_cpu_s"] = [round(c, 2) for c in base_cpu]
+    if variants:
+        out["variants"] = {
+            name: {
+                "args": variants[name],
+                "wall_s": walls,
+                "img_per_s": round(n / min(walls), 2),
+                "ratio_per_repeat": [round(r / w, 3) for r, w in zip(ref_walls, walls, strict=True)],
+                "cpu_s": [round(c, 2) for c in variant_cpu[name]],
+            }
+            for name, walls in variant_walls.items()
+        }
+    out["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     print(json.dumps({k: v for k, v in out.items() if k not in ("machine", "command")}, indent=1))
     write_results(args.out, **out)
 

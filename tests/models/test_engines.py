@@ -147,3 +147,21 @@ def test_dinov2_extracts_at_two_sizes_on_the_fast_path(cache: Path) -> None:
     with torch.no_grad():
         ref = torch.cat([model(torch.stack(images[:2])), model(torch.stack(images[2:]))]).numpy()
     np.testing.assert_allclose(out, ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("cores", [1, 2, 3])
+def test_a_batch_split_across_cores_gives_the_descriptors_of_one_run(cache: Path, cores: int) -> None:
+    torch.manual_seed(0)
+    model = create_model("tiny+gem").eval()
+    images = torch.rand(5, 3, 32, 48)
+    engine = OnnxRuntimeEngine(model, images, cores=cores)
+    with torch.no_grad():
+        expected = model(images)
+    one_run = torch.from_numpy(engine.session.run(None, {"images": images.numpy()})[0])
+    for batch in (images, images[:1], images[:2]):  # more, fewer and as many images as cores
+        got = engine(batch)
+        assert got.shape == (batch.shape[0], expected.shape[1])
+        torch.testing.assert_close(got, one_run[: batch.shape[0]], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(got, expected[: batch.shape[0]], rtol=1e-4, atol=1e-5)
+    # One image on several cores runs with intra-op threads instead of slices.
+    assert sorted(engine._sessions) == sorted({1, cores})
