@@ -17,6 +17,7 @@ Prints a Markdown table (command, machine, recipe) and writes JSON.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import _study as st
@@ -39,6 +40,32 @@ def partners(sgd_lr: float) -> list[st.RunSpec]:
         st.RunSpec("adam cosine", optim["adam cosine"].settings),
         st.RunSpec("sgd cosine", optim["sgd cosine"].settings),
     ]
+
+
+def test_index(root: Path, run_dir: Path, work: Path) -> Path:
+    """An exact index of the test database for a run's best model, built once (each fusion reuses it)."""
+    out = work / "ensembles" / "indexes" / run_dir.name
+    if not (out / "index.json").is_file() and not out.is_dir():
+        import torch
+
+        from vgloc.api import ExtractionOptions
+        from vgloc.indexing import build_index
+
+        torch.set_num_threads(1)
+        h, w = (int(v) for v in st.IMAGE_SIZE.split(","))
+        options = ExtractionOptions(
+            image_size=(h, w), batch_size=32, precision="fp32", num_workers=0, progress=False
+        )
+        build_index(
+            root / "images" / "test" / "database",
+            st.MODEL,
+            out,
+            checkpoint=run_dir / "best_model.pt",
+            factory="Flat",
+            options=options,
+            validate=False,
+        )
+    return out
 
 
 def main() -> None:
@@ -68,9 +95,10 @@ def main() -> None:
         for name, d, rec in members:
             rows.append({**st.run_row(name, d, rec, root), "pair": pair})
         models = [a_dir / "best_model.pt", b_dir / "best_model.pt"]
+        indexes = [str(test_index(root, d, work)) for d in (a_dir, b_dir)]
         for fusion in FUSIONS:
             extra = {"lead": lead} if fusion == "sif" else {}
-            res = st.evaluate_model(root, models, cache=cache, ensemble=fusion, **extra)
+            res = st.evaluate_model(root, models, cache=cache, ensemble=fusion, indexes=indexes, **extra)
             label = fusion.upper() + (f" (lead: {members[lead][0]})" if fusion == "sif" else "")
             rows.append({"label": label, "pair": pair, "test": res["test"]})
             print(f"[study] {pair} {label}: {st.recall_cells(rows[-1])}", flush=True)
