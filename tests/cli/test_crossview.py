@@ -1,4 +1,5 @@
-"""``vgloc crossview train|eval`` end to end on a tiny city."""
+"""``vgloc crossview train|eval|index|locate`` and the issue's spellings (``vgloc train crossview``,
+``vgloc eval crossview``, ``vgloc locate --index AERIAL``) end to end on a tiny city."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from vgloc.cli import main
-from vgloc.cli.crossview import parse_loss_arg
+from vgloc.cli import build_parser, expand_aliases, main
+from vgloc.cli.crossview import AERIAL_INDEX_FILE, is_aerial_index, parse_loss_arg
 from vgloc.data.synthetic import generate_city
 
 
@@ -92,3 +93,53 @@ def test_index_then_locate(city: Path, tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["crossview", "locate", "--index", str(tmp_path / "idx"), str(photo), "--json"]) == 0
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert row["image"] == str(photo) and 0 <= row["heading_deg"] < 360 and 0 < row["confidence"] <= 1
+
+
+def test_issue_spellings_parse() -> None:
+    parser = build_parser()
+    via_train = parser.parse_args(["train", "crossview", "--dataset", "d", "--loss", "infonce"])
+    direct = parser.parse_args(["crossview", "train", "--dataset", "d", "--loss", "infonce"])
+    assert via_train.func is direct.func and via_train.loss == "infonce" and via_train.writes_results
+    assert {k: v for k, v in vars(via_train).items() if k not in ("command", "method", "action")} == {
+        k: v for k, v in vars(direct).items() if k not in ("command", "method", "action")
+    }
+    argv = ["eval", "crossview", "--dataset", "d", "--checkpoint", "c.pt"]
+    assert expand_aliases(argv) == ["crossview", "eval", *argv[2:]]
+    assert expand_aliases(["eval", "--dataset", "d"]) == ["eval", "--dataset", "d"]
+    assert (
+        parser.parse_args(expand_aliases(argv)).func
+        is parser.parse_args(["crossview", *argv[:1], *argv[2:]]).func
+    )
+    assert "vgloc eval crossview = vgloc crossview eval" in parser.format_help()
+
+
+def test_is_aerial_index(tmp_path: Path) -> None:
+    from vgloc.crossview.locate import INDEX_FILE
+
+    assert AERIAL_INDEX_FILE == INDEX_FILE
+    assert not is_aerial_index(tmp_path)
+    (tmp_path / INDEX_FILE).write_bytes(b"")
+    assert is_aerial_index(tmp_path) and is_aerial_index(tmp_path / INDEX_FILE)
+
+
+def test_issue_spellings_end_to_end(city: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run, idx, out = tmp_path / "run", tmp_path / "idx", tmp_path / "eval"
+    assert main(["train", "crossview", "--dataset", str(city), "--model", "tiny+gem+fc16", "--steps", "1",
+                 "--batch-size", "3", "--ground-size", "24,32", "--aerial-size", "16", "--run-dir", str(run),
+                 "--log-level", "warning"]) == 0  # fmt: skip
+    ckpt = str(run / "crossview.pt")
+    assert main(["eval", "crossview", "--dataset", str(city), "--checkpoint", ckpt, "--out", str(out),
+                 "--run-dir", str(tmp_path / "log")]) == 0  # fmt: skip
+    assert json.loads((out / "results.json").read_text())["checkpoint"] == ckpt
+    assert main(["crossview", "index", "--dataset", str(city), "--checkpoint", ckpt, "--samples", "2",
+                 "--out", str(idx), "--run-dir", str(tmp_path / "log")]) == 0  # fmt: skip
+    photos = sorted((city / "images" / "test" / "queries").iterdir())[:2]
+    capsys.readouterr()
+    assert main(["locate", "--index", str(idx), *map(str, photos)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "image,lat,lon,heading_deg,confidence" and len(lines) == 3
+    image, *_, heading, conf = lines[1].split(",")
+    assert image == str(photos[0]) and 0 <= float(heading) < 360 and 0 < float(conf) <= 1
+    assert main(["crossview", "locate", "--index", str(idx), *map(str, photos)]) == 0
+    assert capsys.readouterr().out.strip().splitlines() == lines  # the same search
+    assert main(["locate", "--index", str(idx / "missing"), str(photos[0])]) == 1  # not aerial: as before

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import sys
 from collections.abc import Callable, Sequence
 
 from vgloc._version import __version__
@@ -34,11 +35,13 @@ from vgloc.cli.options import (
 from vgloc.registry import COMMANDS
 
 __all__ = [
+    "ALIASES",
     "COMMAND_MODULES",
     "EXIT_ERROR",
     "EXIT_USAGE",
     "Command",
     "build_parser",
+    "expand_aliases",
     "main",
     "parse_image_size",
     "parse_int_list",
@@ -68,6 +71,23 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+# Spellings that name a command's sub-command the other way round, rewritten before
+# parsing: `vgloc eval crossview ...` runs `vgloc crossview eval ...` (issue 15's
+# spelling; `vgloc eval` itself has no sub-commands). Listed in `vgloc --help`.
+ALIASES: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("eval", "crossview"): ("crossview", "eval"),
+}
+
+
+def expand_aliases(argv: Sequence[str]) -> list[str]:
+    """``argv`` with a leading alias of :data:`ALIASES` replaced by what it stands for."""
+    argv = list(argv)
+    for alias, target in ALIASES.items():
+        if tuple(argv[: len(alias)]) == alias:
+            return [*target, *argv[len(alias) :]]
+    return argv
+
+
 def registered_commands() -> list[Command]:
     """Every registered command: those of :data:`COMMAND_MODULES` in that order, then
     any registered elsewhere (e.g. by a plugin) in name order."""
@@ -81,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = SuggestingArgumentParser(
         prog="vgloc",
         description="Visual geo-localization: map photos to GPS by retrieval against geotagged images.",
+        epilog="aliases: "
+        + "; ".join(f"vgloc {' '.join(a)} = vgloc {' '.join(t)}" for a, t in ALIASES.items()),
     )
     parser.add_argument("--version", action="version", version=f"vgloc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -92,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vgloc`` console script; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(expand_aliases(sys.argv[1:] if argv is None else argv))
     # getattr: a command that skips the runtime options still runs (console logging at
     # info, no run folder unless it writes results).
     run_dir = getattr(args, "run_dir", None)

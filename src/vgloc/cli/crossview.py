@@ -1,22 +1,25 @@
 """``vgloc crossview train|eval|index|locate``: street views located and oriented against aerial tiles.
 
-A command of its own rather than ``vgloc train crossview`` / ``vgloc eval crossview``:
-``vgloc train`` builds one sub-command per registered training method (the engine's
-trainer contract: epochs, validation by the retrieval protocol, snapshots), which a
-two-branch, fixed-step cross-view run does not fit, and ``vgloc eval`` evaluates one
-describer's index against queries of the same kind. Keeping the two steps together
-here touches neither; likewise ``vgloc crossview locate`` answers from an aerial index
-(tile centre, heading, confidence) rather than ``vgloc locate``'s describer index.
+The issue's spellings work too and run the same code:
+
+- ``vgloc train crossview ...``: :mod:`vgloc.cli.train` adds a ``crossview`` sub-command
+  with :func:`add_train_arguments` (the same options; the run is the fixed-step
+  cross-view trainer, not the training engine's epochs/validation contract).
+- ``vgloc eval crossview ...``: ``vgloc eval`` has no sub-commands, so the entry point
+  rewrites it to ``vgloc crossview eval ...`` (:data:`vgloc.cli.ALIASES`).
+- ``vgloc locate PHOTO --index AERIAL_INDEX``: :mod:`vgloc.cli.locate` hands an index
+  folder holding ``aerial_index.pt`` (see :func:`is_aerial_index`) to :func:`print_locations`.
+
 See docs/crossview.md.
 
 Example::
 
     vgloc synth --out data/city --size tiny
-    vgloc crossview train --dataset data/city --model tiny+gem+fc64 --loss exhaustive_dbl \\
+    vgloc train crossview --dataset data/city --model tiny+gem+fc64 --loss exhaustive_dbl \\
         --rotation-range 360 --orientation-head --steps 300 --run-dir runs/xv
-    vgloc crossview eval --dataset data/city --checkpoint runs/xv/crossview.pt --samples 4
+    vgloc eval crossview --dataset data/city --checkpoint runs/xv/crossview.pt --samples 4
     vgloc crossview index --dataset data/city --checkpoint runs/xv/crossview.pt --out runs/xv/index
-    vgloc crossview locate --index runs/xv/index photo1.jpg photo2.jpg
+    vgloc locate --index runs/xv/index photo1.jpg photo2.jpg
 """
 
 from __future__ import annotations
@@ -30,9 +33,21 @@ from typing import Any
 from vgloc.cli.command import Command, register
 from vgloc.cli.options import add_runtime_options, parse_image_size, positive_float, positive_int
 
-__all__ = ["COMMAND", "add_arguments", "parse_loss_arg"]
+__all__ = [
+    "AERIAL_INDEX_FILE",
+    "COMMAND",
+    "add_arguments",
+    "add_train_arguments",
+    "is_aerial_index",
+    "parse_loss_arg",
+    "print_locations",
+]
 
 log = logging.getLogger("vgloc")
+
+# The file `vgloc crossview index` writes (vgloc.crossview.locate.INDEX_FILE, tested equal):
+# named here so that `vgloc locate` can tell an aerial index without importing torch.
+AERIAL_INDEX_FILE = "aerial_index.pt"
 
 
 def parse_loss_arg(text: str) -> tuple[str, Any]:
@@ -85,7 +100,8 @@ def _add_data(p: argparse.ArgumentParser, split: str, folder: str) -> None:
     g.add_argument("--workers", type=_non_negative_int, default=0, help="data-loading processes (default: 0)")
 
 
-def _add_train(p: argparse.ArgumentParser) -> None:
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``vgloc crossview train`` (and of ``vgloc train crossview``, which shares them)."""
     _add_data(p, "train", "database")
     m = p.add_argument_group("network")
     m.add_argument(
@@ -127,7 +143,9 @@ def _add_train(p: argparse.ArgumentParser) -> None:
         "--orientation-weight", type=float, default=1.0, help="orientation loss weight (default: 1)"
     )
     add_runtime_options(p)
-    p.set_defaults(func=_run_train)
+    # writes_results: a run folder (runs/<time>-<command>) when --run-dir is not given, also
+    # under `vgloc train crossview`, whose parent command picks its folder itself.
+    p.set_defaults(func=_run_train, writes_results=True)
 
 
 def _add_eval(p: argparse.ArgumentParser) -> None:
@@ -175,10 +193,24 @@ def _add_locate(p: argparse.ArgumentParser) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``train``, ``eval``, ``index`` and ``locate`` sub-commands of ``vgloc crossview``."""
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    _add_train(sub.add_parser("train", help="train a two-branch street-view / aerial network"))
-    _add_eval(sub.add_parser("eval", help="recall and orientation error of a cross-view checkpoint"))
+    add_train_arguments(sub.add_parser("train", help="train a two-branch street-view / aerial network"))
+    _add_eval(
+        sub.add_parser(
+            "eval",
+            help="recall and orientation error of a cross-view checkpoint",
+            description="Recall@1/5/10, recall at top 1 %% and orientation error of a cross-view "
+            "checkpoint (console + results.json). Also spelled `vgloc eval crossview`.",
+        )
+    )
     _add_index(sub.add_parser("index", help="describe a split's aerial tiles into an aerial index"))
-    _add_locate(sub.add_parser("locate", help="tile centre, heading and confidence of street photos"))
+    _add_locate(
+        sub.add_parser(
+            "locate",
+            help="tile centre, heading and confidence of street photos",
+            description="Tile centre, heading and confidence of street photos against an aerial "
+            "index. `vgloc locate --index AERIAL_INDEX PHOTO` does the same.",
+        )
+    )
 
 
 def _run_index(args: argparse.Namespace) -> int:
@@ -193,11 +225,27 @@ def _run_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_locate(args: argparse.Namespace) -> int:
+def is_aerial_index(path: Path) -> bool:
+    """Whether ``path`` is an aerial index of ``vgloc crossview index`` (its folder or its file).
+
+    The index records its kind (``format: vgloc-aerial-index`` inside the file, checked
+    when it is read); this cheap test only looks for the file, so ``vgloc locate`` can
+    pick the cross-view search before any heavy import.
+    """
+    path = Path(path)
+    return (path / AERIAL_INDEX_FILE).is_file() if path.is_dir() else path.name == AERIAL_INDEX_FILE
+
+
+def print_locations(index: Path, photos: list[Path], device: str = "cpu", as_json: bool = False) -> int:
+    """Locate ``photos`` against an aerial index and print CSV (or JSON lines); returns 0.
+
+    Columns: ``image,lat,lon,heading_deg,confidence`` (the tile centre, the estimated
+    heading clockwise from north, the softmax probability of the chosen tile).
+    """
     from vgloc.crossview.locate import locate_photos
 
-    rows = locate_photos(args.index, [str(p) for p in args.photos], device=args.device)
-    if args.json:
+    rows = locate_photos(index, [str(p) for p in photos], device=device)
+    if as_json:
         for row in rows:
             print(json.dumps(row))
         return 0
@@ -207,6 +255,10 @@ def _run_locate(args: argparse.Namespace) -> int:
             f"{row['image']},{row['lat']:.7f},{row['lon']:.7f},{row['heading_deg']:.1f},{row['confidence']:.4f}"
         )
     return 0
+
+
+def _run_locate(args: argparse.Namespace) -> int:
+    return print_locations(args.index, args.photos, args.device, args.json)
 
 
 def _run_train(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 
 from vgloc.cli.cells import add_cell_options
 from vgloc.cli.command import Command, register
+from vgloc.cli.crossview import is_aerial_index, print_locations
 from vgloc.cli.ensemble import add_ensemble_options, ensemble_requested, locate_with_ensemble
 from vgloc.cli.options import (
     add_option,
@@ -32,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         action="append",
         help="index directory from `vgloc index build` (or --cells RUN with --method geocell); repeat with "
-        "--ensemble: one per model",
+        "--ensemble: one per model; an aerial index of `vgloc crossview index` gives tile centre, heading "
+        "and confidence (only --json and --device apply)",
     )
     p.add_argument(
         "--top-k",
@@ -79,6 +81,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Locate every photo with :func:`vgloc.api.locate` (or a geocell run's classifiers) and print text or JSON."""
+    if args.index and len(args.index) == 1 and is_aerial_index(args.index[0]):  # issue 15: cross-view
+        return print_locations(args.index[0], args.photos, args.device, args.json)
     check_rerank_speed_args(args)
     ensemble = ensemble_requested(args)  # several --index/--model with --ensemble; else single values
     if args.method == "geocell" or args.cells is not None:

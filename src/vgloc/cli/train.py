@@ -157,6 +157,16 @@ def add_arguments(p_train: argparse.ArgumentParser) -> None:
                 )
         # The train command chooses its run folder itself (a resumed run continues in its own).
         p.set_defaults(func=cmd_train, writes_results=False)
+    # Cross-view training (issue 15) is not a TRAINING_METHODS entry (two branches, fixed
+    # steps, no retrieval validation): the same options and run as `vgloc crossview train`.
+    from vgloc.cli.crossview import add_train_arguments
+
+    add_train_arguments(
+        methods.add_parser(
+            "crossview",
+            help="street-view / aerial-tile network (same as `vgloc crossview train`; docs/crossview.md)",
+        )
+    )
 
 
 def build_train_config(args: argparse.Namespace) -> Any:
