@@ -118,7 +118,7 @@ def _cache_path(model: nn.Module, image_hw: tuple[int, int] | None = None) -> Pa
     for name, tensor in model.state_dict().items():
         t = tensor.detach().cpu().contiguous()
         digest.update(f"|{name}|{tuple(t.shape)}|{t.dtype}|".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().data if t.numel() else b"")  # (no copy)
     return cache_dir() / "onnx" / f"{digest.hexdigest()}.onnx"
 
 
