@@ -57,7 +57,8 @@ def check_rerank_speed_args(args: argparse.Namespace) -> None:
     if not given:
         return
     if getattr(args, "rerank", None) is None:
-        raise ValueError(f"{' and '.join(given)} apply to re-ranking: give --rerank SPEC too")
+        verb = "apply" if len(given) > 1 else "applies"
+        raise ValueError(f"{' and '.join(given)} {verb} to re-ranking: give --rerank SPEC too")
     if args.rerank_exact_top is not None:
         for flag, attr in (("--rerank-fusion", "rerank_fusion"), ("--rerank-sweep", "rerank_sweep")):
             if getattr(args, attr, None) is not None:
