@@ -32,6 +32,7 @@ __all__ = [
     "BACKBONES",
     "COMMANDS",
     "CROSSVIEW_LOSSES",
+    "CROSSVIEW_NETWORKS",
     "DESCRIBERS",
     "ENSEMBLES",
     "HEADS",
@@ -252,6 +253,7 @@ class Registry(Generic[T]):
 #   TRAINING_ADDONS                 vgloc.training       (loss terms, parameters, state through hooks)
 #   COMMANDS                        vgloc.cli            (one module per command)
 #   CROSSVIEW_LOSSES                vgloc.crossview      (ground/aerial pair losses)
+#   CROSSVIEW_NETWORKS              vgloc.crossview      (embedding, classification, hybrid)
 BACKBONES: Registry[Any] = Registry("backbone")
 AGGREGATORS: Registry[Any] = Registry("aggregator")
 HEADS: Registry[Any] = Registry("head")
@@ -265,3 +267,4 @@ TRAINING_ADDONS: Registry[Any] = Registry("training add-on")
 COMMANDS: Registry[Any] = Registry("command")
 PUBLISHED_MODELS: Registry[Any] = Registry("published model")
 CROSSVIEW_LOSSES: Registry[Any] = Registry("cross-view loss")
+CROSSVIEW_NETWORKS: Registry[Any] = Registry("cross-view network")

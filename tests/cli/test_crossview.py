@@ -143,3 +143,31 @@ def test_issue_spellings_end_to_end(city: Path, tmp_path: Path, capsys: pytest.C
     assert main(["crossview", "locate", "--index", str(idx), *map(str, photos)]) == 0
     assert capsys.readouterr().out.strip().splitlines() == lines  # the same search
     assert main(["locate", "--index", str(idx / "missing"), str(photos[0])]) == 1  # not aerial: as before
+
+
+def test_pair_classifier_arch(city: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    base = ["--dataset", str(city), "--model", "tiny+gem+fc16", "--steps", "1", "--batch-size", "3",
+            "--ground-size", "24,32", "--aerial-size", "16", "--log-level", "warning"]  # fmt: skip
+    assert main(["crossview", "train", *base, "--arch", "hybrid", "--run-dir", str(run)]) == 0
+    ckpt = run / "crossview.pt"
+    assert main(["eval", "crossview", "--dataset", str(city), "--checkpoint", str(ckpt), "--out", str(tmp_path),
+                 "--run-dir", str(tmp_path / "log")]) == 0  # fmt: skip
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["arch"] == "hybrid" and res["train_settings"]["loss"] == "bce"  # the pair classifiers' default
+    capsys.readouterr()
+    # An aerial index needs embeddings; the head needs the embedding network; the loss must be bce.
+    assert main(["crossview", "index", "--dataset", str(city), "--checkpoint", str(ckpt),
+                 "--out", str(tmp_path / "idx"), "--run-dir", str(tmp_path / "log")]) == 1  # fmt: skip
+    for extra in (["--orientation-head"], ["--loss", "infonce"]):
+        bad = [
+            "crossview",
+            "train",
+            *base,
+            "--arch",
+            "classification",
+            *extra,
+            "--run-dir",
+            str(tmp_path / "x"),
+        ]
+        assert main(bad) == 1

@@ -41,3 +41,17 @@ def test_orientation_errors_from_best_rotation() -> None:
     np.testing.assert_allclose(err, [10.0, 100.0])
     none = orientation_errors(net, ground, tiles, angles, np.array([0, 0]), np.array([np.nan, np.nan]))
     assert none.shape == (0,)
+
+
+def test_metrics_from_scores_and_pair_orientation() -> None:
+    from vgloc.crossview.evaluate import _pair_orientation_errors, metrics_from_scores
+
+    # 2 queries x 3 tiles x 2 rotations of logits: query 0's tile 0 wins at rotation 1,
+    # query 1's tile 2 ranks second behind tile 0.
+    scores = torch.tensor([[[0.0, 5.0], [1.0, 1.0], [0.0, 0.0]], [[3.0, 0.0], [0.0, 0.0], [2.0, -1.0]]])
+    res = metrics_from_scores(scores.amax(-1), np.array([0, 2]))
+    assert (
+        res["recall@1"] == 50.0 and res["recall@5"] == 100.0 and res["median_rank"] == 1.0
+    )  # torch: the lower median
+    err = _pair_orientation_errors(scores, [0.0, 180.0], np.array([0, 2]), np.array([170.0, np.nan]))
+    np.testing.assert_allclose(err, [10.0])

@@ -114,6 +114,14 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         default="separate",
         help="weights shared between the branches (default: separate)",
     )
+    m.add_argument(
+        "--arch",
+        choices=["embedding", "classification", "hybrid"],
+        default="embedding",
+        help="embedding: two branches compared by distance (indexable; default); classification: one "
+        "network on the stacked pair; hybrid: two branches + FC layers on [g, a] (the study's slow "
+        "pair classifiers, trained with --loss bce)",
+    )
     m.add_argument("--orientation-head", action="store_true", help="add the orientation-regression head")
     m.add_argument(
         "--ground-size", type=parse_image_size, default=(64, 96), help="street-view H,W (default: 64,96)"
@@ -121,7 +129,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--aerial-size", type=positive_int, default=64, help="tile side after crop (default: 64)")
     t = p.add_argument_group("training")
     t.add_argument(
-        "--loss", default="exhaustive_dbl", help="a cross-view loss (vgloc models shows none; see docs)"
+        "--loss",
+        default=None,
+        help="a cross-view loss (see docs/crossview.md; default: exhaustive_dbl, or bce for the pair "
+        "classifiers)",
     )
     t.add_argument(
         "--loss-arg",
@@ -129,7 +140,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="loss argument, repeatable: margin=0.5, alpha=10, negatives=all, temperature=0.07",
+        help="loss argument, repeatable: margin=0.5, alpha=10, negatives=all, temperature=0.07 "
+        "(bce: negatives=N|all, non-matching pairs per street view; default 1)",
     )
     t.add_argument("--steps", type=positive_int, default=200, help="optimiser steps (default: 200)")
     t.add_argument(
@@ -267,7 +279,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     settings = TrainSettings(
         dataset=str(args.dataset),
-        loss=args.loss,
+        loss=args.loss or ("exhaustive_dbl" if args.arch == "embedding" else "bce"),
         loss_args=dict(args.loss_arg),
         split=args.split,
         folder=args.folder,
@@ -290,6 +302,7 @@ def _run_train(args: argparse.Namespace) -> int:
         ground_size=args.ground_size,
         aerial_size=args.aerial_size,
         rotation_range=args.rotation_range,
+        arch=args.arch,
     )
     out = args.run_dir or Path("runs/crossview")
     path = train_crossview(settings, config, out)

@@ -9,6 +9,13 @@ to share weights (Vo & Hays 2016 compare them):
 - ``shared_last``: separate backbones, one aggregator and head (the specs must agree
   from the aggregator on, and the backbones must give the same channels).
 
+The network kind is ``CrossViewConfig.arch``, a name of
+:data:`vgloc.registry.CROSSVIEW_NETWORKS`: ``embedding`` (this module: two branches whose
+L2-normalised outputs are compared by distance) or the study's accurate-but-slow pair
+classifiers ``classification`` and ``hybrid`` (:mod:`vgloc.crossview.pairnet`).
+:func:`build_crossview_net` builds any of them and :func:`load_any_crossview` reads any
+checkpoint; :func:`load_crossview` reads embedding networks only (what an aerial index needs).
+
 The optional orientation head (Vo & Hays 2016, section 5) reads the concatenated
 embeddings of a street view and a tile and predicts their relative rotation as a unit
 ``(cos, sin)`` vector; training it alongside the matching loss also helped localization
@@ -29,13 +36,17 @@ from torch import Tensor, nn
 from vgloc._version import __version__
 from vgloc.io import atomic_path
 from vgloc.models import GeoLocalizationModel, ModelSpec
+from vgloc.registry import CROSSVIEW_NETWORKS
 
 __all__ = [
     "FORMAT",
     "SHARING",
     "CrossViewConfig",
+    "CrossViewModule",
     "CrossViewNet",
     "OrientationHead",
+    "build_crossview_net",
+    "load_any_crossview",
     "load_crossview",
     "save_crossview",
 ]
@@ -57,6 +68,8 @@ class CrossViewConfig:
         ground_size: ``(H, W)`` of street views.
         aerial_size: Side of tiles after rotation and centre crop.
         rotation_range: Degrees of random tile rotation at training time.
+        arch: Network kind, a name of :data:`vgloc.registry.CROSSVIEW_NETWORKS`
+            (``embedding``, ``classification``, ``hybrid``).
     """
 
     ground_spec: str
@@ -66,10 +79,13 @@ class CrossViewConfig:
     ground_size: tuple[int, int] = (64, 96)
     aerial_size: int = 64
     rotation_range: float = 0.0
+    arch: str = "embedding"
 
     def __post_init__(self) -> None:
         if self.sharing not in SHARING:
             raise ValueError(f"sharing must be one of {SHARING}, got {self.sharing!r}")
+        if self.arch != "embedding" and self.orientation_head:
+            raise ValueError(f"the orientation head needs arch='embedding' (not {self.arch!r})")
         if not self.aerial_spec:
             object.__setattr__(self, "aerial_spec", self.ground_spec)
         object.__setattr__(self, "ground_size", tuple(int(v) for v in self.ground_size))
@@ -91,7 +107,13 @@ class OrientationHead(nn.Module):
         return F.normalize(self.mlp(torch.cat([g, a], 1)), dim=1)
 
 
-class CrossViewNet(nn.Module):
+class CrossViewModule(nn.Module):
+    """Base of every cross-view network: built from, and saved with, a :class:`CrossViewConfig`."""
+
+    config: CrossViewConfig
+
+
+class CrossViewNet(CrossViewModule):
     """Street-view and aerial branches (+ optional orientation head), from a :class:`CrossViewConfig`.
 
     Shape:
@@ -141,8 +163,19 @@ class CrossViewNet(nn.Module):
         return self.aerial(x)
 
 
+CROSSVIEW_NETWORKS.register(
+    "embedding", CrossViewNet, description="two branches, embeddings compared by distance (indexable)"
+)
+
+
+def build_crossview_net(config: CrossViewConfig) -> CrossViewModule:
+    """The network of ``config.arch`` (:data:`vgloc.registry.CROSSVIEW_NETWORKS`), freshly initialised."""
+    net: CrossViewModule = CROSSVIEW_NETWORKS.get(config.arch)(config)
+    return net
+
+
 def save_crossview(
-    net: CrossViewNet, path: str | os.PathLike[str], extra: dict[str, Any] | None = None
+    net: CrossViewModule, path: str | os.PathLike[str], extra: dict[str, Any] | None = None
 ) -> Path:
     """Write ``net`` atomically with its configuration and metadata (plain types only)."""
     payload = {
@@ -158,11 +191,11 @@ def save_crossview(
     return Path(path)
 
 
-def load_crossview(path: str | os.PathLike[str]) -> tuple[CrossViewNet, dict[str, Any]]:
-    """Rebuild a network saved by :func:`save_crossview` (``torch.load(weights_only=True)``).
+def load_any_crossview(path: str | os.PathLike[str]) -> tuple[CrossViewModule, dict[str, Any]]:
+    """Rebuild any network saved by :func:`save_crossview` (``torch.load(weights_only=True)``).
 
     Returns:
-        ``(net in eval mode, extra metadata)``.
+        ``(net in eval mode, extra metadata)``; the net's kind follows its ``config.arch``.
 
     Raises:
         FileNotFoundError: No such file.
@@ -180,6 +213,26 @@ def load_crossview(path: str | os.PathLike[str]) -> tuple[CrossViewNet, dict[str
         )
     cfg = dict(obj["config"])
     cfg["ground_size"] = tuple(cfg["ground_size"])
-    net = CrossViewNet(CrossViewConfig(**cfg))
+    net = build_crossview_net(CrossViewConfig(**cfg))
     net.load_state_dict(obj["state_dict"], strict=True)
     return net.eval(), dict(obj.get("extra") or {})
+
+
+def load_crossview(path: str | os.PathLike[str]) -> tuple[CrossViewNet, dict[str, Any]]:
+    """Rebuild an embedding network saved by :func:`save_crossview`.
+
+    Returns:
+        ``(net in eval mode, extra metadata)``.
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: Not a cross-view checkpoint, one from a newer format, or a pair
+            classifier (it scores pairs and has no embeddings to index).
+    """
+    net, extra = load_any_crossview(path)
+    if not isinstance(net, CrossViewNet):
+        raise ValueError(
+            f"{path} is a {net.config.arch!r} pair classifier: it scores (photo, tile) pairs and has no "
+            "embeddings to index; evaluate it with `vgloc crossview eval`, or index an embedding network"
+        )
+    return net, extra

@@ -6,6 +6,12 @@ two embedding batches, plus (with an orientation head) ``orientation_weight`` ti
 mean squared error between the predicted and true ``(cos, sin)`` of the relative heading.
 With ``chunk_size`` > 0 the step runs through :func:`vgloc.crossview.gradcache.cached_backward`,
 so the batch can be far larger than what fits in memory at once, with the same gradients.
+
+The pair classifiers (``config.arch`` ``classification`` / ``hybrid``,
+:mod:`vgloc.crossview.pairnet`) train with ``loss="bce"``: binary cross-entropy of the
+batch's matching pairs and ``negatives`` (default 1, or ``all``) non-matching pairs per
+street view (:func:`vgloc.crossview.pairnet.pair_bce_loss`); no gradient caching (there
+are no embeddings whose gradients could be cached) and no orientation head.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from torch.utils.data import DataLoader
 from vgloc.crossview.data import PairDataset, distinct_tile_batches, load_pairs
 from vgloc.crossview.gradcache import cached_backward
 from vgloc.crossview.losses import create_crossview_loss
-from vgloc.crossview.network import CrossViewConfig, CrossViewNet, save_crossview
+from vgloc.crossview.network import CrossViewConfig, CrossViewNet, build_crossview_net, save_crossview
+from vgloc.crossview.pairnet import PairClassifier, pair_bce_loss, parse_negatives
 
 __all__ = ["TrainSettings", "train_crossview"]
 
@@ -40,7 +47,7 @@ class TrainSettings:
 
     Attributes:
         dataset: A synthetic city, a folder with ``<split>.csv``, or a CSV file.
-        loss: A name of :data:`vgloc.registry.CROSSVIEW_LOSSES`.
+        loss: A name of :data:`vgloc.registry.CROSSVIEW_LOSSES`, or ``bce`` for the pair classifiers.
         loss_args: Keyword arguments of that loss (``margin``, ``alpha``, ``negatives``, ``temperature``).
         split: Split to train on.
         folder: Street-view folder of a synthetic city (``database``: many headings per place).
@@ -120,12 +127,25 @@ def train_crossview(
         The checkpoint path; its ``extra`` holds the settings, the loss every 10 steps and the time.
     """
     settings.check()
-    loss_fn = create_crossview_loss(settings.loss, **settings.loss_args)  # bad names fail before data loads
+    negatives, loss_fn = 0, None  # bad names and settings fail before data loads
+    if config.arch == "embedding":
+        if settings.loss == "bce":
+            raise ValueError("loss 'bce' trains the pair classifiers (arch classification or hybrid)")
+        loss_fn = create_crossview_loss(settings.loss, **settings.loss_args)
+    else:
+        extra_args = set(settings.loss_args) - {"negatives"}
+        if settings.loss != "bce" or extra_args or settings.chunk_size:
+            raise ValueError(
+                f"arch {config.arch!r} trains with loss 'bce' (loss argument: negatives=N|all) and no "
+                f"gradient caching; got loss {settings.loss!r}, arguments {sorted(extra_args)}, "
+                f"chunk_size {settings.chunk_size}"
+            )
+        negatives = parse_negatives(settings.loss_args.get("negatives", 1), settings.batch_size)
     pairs = load_pairs(settings.dataset, settings.split, settings.folder)
     torch.manual_seed(settings.seed)
     device = torch.device(settings.device)
-    net = CrossViewNet(config).to(device).train()
-    head = net.orientation
+    net = build_crossview_net(config).to(device).train()
+    head = net.orientation if isinstance(net, CrossViewNet) else None
     if head is not None and not bool((~torch.isnan(torch.as_tensor(pairs.heading))).any()):
         raise ValueError("the orientation head needs street-view headings, and this data has none")
     dataset = PairDataset(pairs, config.ground_size, config.aerial_size, config.rotation_range, settings.seed)
@@ -138,6 +158,7 @@ def train_crossview(
 
     def batch_loss(rel: Tensor) -> Any:
         def fn(g: Tensor, a: Tensor) -> Tensor:
+            assert loss_fn is not None  # embedding networks only (checked above)
             value = loss_fn(g, a)
             if head is not None and settings.orientation_weight > 0:
                 value = value + settings.orientation_weight * orientation_loss(head(g, a), rel)
@@ -151,11 +172,17 @@ def train_crossview(
         g_img, a_img, rel = g_img.to(device), a_img.to(device), rel.to(device)
         opt.zero_grad(set_to_none=True)
         fn = batch_loss(rel)
-        if settings.chunk_size > 0:
+        if isinstance(net, PairClassifier):
+            value = pair_bce_loss(net, g_img, a_img, negatives)
+            value.backward()
+            value = value.detach()
+        elif settings.chunk_size > 0:
+            assert isinstance(net, CrossViewNet)
             value = cached_backward(
                 [net.encode_ground, net.encode_aerial], [g_img, a_img], fn, settings.chunk_size
             )
         else:
+            assert isinstance(net, CrossViewNet)
             value = fn(net.encode_ground(g_img), net.encode_aerial(a_img))
             value.backward()
             value = value.detach()
