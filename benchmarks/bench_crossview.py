@@ -8,7 +8,12 @@ at 1, 4 and 8 test-time rotations. Runs:
 - losses (tiles aligned with the street view at training, rotation range 0): contrastive,
   triplet hinge, DBL pair, DBL triplet, exhaustive DBL, symmetric InfoNCE;
 - rotation invariance with exhaustive DBL: range 0 / 90 / 360 degrees, with and without
-  the orientation head.
+  the orientation head;
+- the study's pair classifiers (``--runs classification:0:0,hybrid:0:0``; a fourth field
+  sets the BCE negatives per street view, e.g. ``hybrid:0:0:all``; default 1): trained with
+  ``bce`` on the same batches, evaluated by scoring every (street view, tile, rotation) pair
+  (the classification network at 1 and 4 rotations only: each pair is a whole forward pass).
+  ``score_s`` is the time to describe / score the test split at the largest K.
 
 The city (about 2.5 min on 2 cores)::
 
@@ -36,17 +41,65 @@ import torch
 from _machine import command_line, describe_machine, machine_info, write_results
 
 from vgloc.crossview.data import load_pairs
-from vgloc.crossview.evaluate import describe_pairs, orientation_errors, retrieval_metrics
-from vgloc.crossview.network import CrossViewConfig, load_crossview
+from vgloc.crossview.evaluate import (
+    _pair_orientation_errors,
+    describe_pairs,
+    metrics_from_scores,
+    orientation_errors,
+    retrieval_metrics,
+    score_pairs,
+)
+from vgloc.crossview.network import CrossViewConfig, load_any_crossview, load_crossview
+from vgloc.crossview.pairnet import PairClassifier
 from vgloc.crossview.train import TrainSettings, train_crossview
 
 LOSS_RUNS = ["contrastive", "triplet", "dbl_pair", "dbl_triplet", "exhaustive_dbl", "infonce"]
 RI_RUNS = [(90.0, False), (360.0, False), (0.0, True), (90.0, True), (360.0, True)]
 EVALS = [(1, "best"), (4, "best"), (8, "best"), (8, "mean")]
+PAIR_ARCHS = ("classification", "hybrid")
+# The classification network runs its backbone on every pair: 8 rotations would be 8x.
+PAIR_EVALS = {"classification": [(1, "best"), (4, "best"), (4, "mean")], "hybrid": EVALS}
+
+
+def _orientation(err: np.ndarray) -> dict[str, Any]:
+    return {
+        "median_orientation_error_deg": round(float(np.median(err)), 1),
+        "orientation_histogram_10deg": np.histogram(err, bins=18, range=(0.0, 180.0))[0].tolist(),
+    }
+
+
+def run_pair(args: argparse.Namespace, arch: str, negatives: str, tmp: Path) -> dict[str, Any]:
+    """Train one pair classifier with ``bce`` and evaluate it by scoring every pair."""
+    cfg = CrossViewConfig("tiny+gem+fc64", ground_size=(64, 96), aerial_size=64, arch=arch)
+    neg: Any = negatives if negatives == "all" else float(negatives)
+    settings = TrainSettings(
+        args.dataset, loss="bce", loss_args={"negatives": neg}, steps=args.steps,
+        batch_size=args.batch_size, seed=args.seed,
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    ckpt = train_crossview(settings, cfg, tmp / f"{arch}-{negatives}")
+    row: dict[str, Any] = {"arch": arch, "loss": "bce", "negatives": negatives, "rotation_range": 0.0}
+    row["train_s"] = round(time.perf_counter() - t0, 1)
+    net, _ = load_any_crossview(ckpt)
+    assert isinstance(net, PairClassifier)
+    pairs = load_pairs(args.dataset, "test", "database")
+    evals = PAIR_EVALS[arch]
+    k_max = max(k for k, _ in evals)
+    t0 = time.perf_counter()
+    scores, angles = score_pairs(net, pairs, samples=k_max)
+    row["score_s"], row["score_k"] = round(time.perf_counter() - t0, 1), k_max
+    for k, fusion in evals:
+        sub, sub_angles = scores[:, :, :: k_max // k], angles[:: k_max // k]
+        r = metrics_from_scores(sub.amax(-1) if fusion == "best" else sub.mean(-1), pairs.tile_of)
+        r.update(_orientation(_pair_orientation_errors(sub, sub_angles, pairs.tile_of, pairs.heading)))
+        row[f"K{k}-{fusion}"] = r
+    row["queries"], row["tiles"] = len(pairs), len(pairs.tiles)
+    print(json.dumps(row), flush=True)
+    return row
 
 
 def run_one(args: argparse.Namespace, loss: str, rotation: float, head: bool, tmp: Path) -> dict[str, Any]:
-    """Train one configuration and evaluate it at every test-time sampling of :data:`EVALS`."""
+    """Train one embedding configuration and evaluate it at every test-time sampling of :data:`EVALS`."""
     cfg = CrossViewConfig(
         "tiny+gem+fc64", orientation_head=head, ground_size=(64, 96), aerial_size=64, rotation_range=rotation
     )
@@ -56,17 +109,19 @@ def run_one(args: argparse.Namespace, loss: str, rotation: float, head: bool, tm
     t0 = time.perf_counter()
     ckpt = train_crossview(settings, cfg, tmp / f"{loss}-{rotation:g}-{int(head)}")
     train_s = round(time.perf_counter() - t0, 1)
-    row: dict[str, Any] = {"loss": loss, "rotation_range": rotation, "head": head, "train_s": train_s}
+    row: dict[str, Any] = {"arch": "embedding", "loss": loss, "rotation_range": rotation, "head": head}
+    row["train_s"] = train_s
     # Describe once at 8 rotations; 4 and 1 rotations are subsets (every 2nd, the first).
     net, _ = load_crossview(ckpt)
     pairs = load_pairs(args.dataset, "test", "database")
+    t0 = time.perf_counter()
     ground, tiles, angles = describe_pairs(net, pairs, samples=8)
+    row["score_s"], row["score_k"] = round(time.perf_counter() - t0, 1), 8
     for k, fusion in EVALS:
         sub, sub_angles = tiles[:, :: 8 // k], angles[:: 8 // k]
         r = retrieval_metrics(ground, sub, pairs.tile_of, fusion)
         err = orientation_errors(net, ground, sub, sub_angles, pairs.tile_of, pairs.heading)
-        r["median_orientation_error_deg"] = round(float(np.median(err)), 1)
-        r["orientation_histogram_10deg"] = np.histogram(err, bins=18, range=(0.0, 180.0))[0].tolist()
+        r.update(_orientation(err))
         row[f"K{k}-{fusion}"] = r
     row["queries"], row["tiles"] = len(pairs), len(pairs.tiles)
     print(json.dumps(row), flush=True)
@@ -84,22 +139,24 @@ def main() -> None:
     ap.add_argument(
         "--runs",
         default="",
-        help="subset, comma-separated LOSS:RANGE:HEAD (e.g. infonce:0:0,exhaustive_dbl:360:1)",
+        help="subset, comma-separated LOSS:RANGE:HEAD (e.g. infonce:0:0,exhaustive_dbl:360:1); "
+        "classification:0:0[:NEG] / hybrid:0:0[:NEG] train the pair classifiers",
     )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     machine = machine_info()
     print(describe_machine(machine), flush=True)
-    plan = [(loss, 0.0, False) for loss in LOSS_RUNS] + [("exhaustive_dbl", r, h) for r, h in RI_RUNS]
-    if args.runs:
-        plan = [
-            (r.split(":")[0], float(r.split(":")[1]), r.split(":")[2] == "1") for r in args.runs.split(",")
-        ]
+    plan = [f"{loss}:0:0" for loss in LOSS_RUNS] + [f"exhaustive_dbl:{r:g}:{int(h)}" for r, h in RI_RUNS]
+    plan += [f"{arch}:0:0" for arch in PAIR_ARCHS]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for loss, rotation, head in plan:
-            rows.append(run_one(args, loss, rotation, head, Path(tmp)))
+        for run in args.runs.split(",") if args.runs else plan:
+            name, rotation, head, *neg = run.split(":")
+            if name in PAIR_ARCHS:
+                rows.append(run_pair(args, name, neg[0] if neg else "1", Path(tmp)))
+            else:
+                rows.append(run_one(args, name, float(rotation), head == "1", Path(tmp)))
             write_results(args.out, command=command_line(), machine=machine, steps=args.steps, rows=rows)
 
 
