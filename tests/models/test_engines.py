@@ -165,3 +165,30 @@ def test_a_batch_split_across_cores_gives_the_descriptors_of_one_run(cache: Path
         torch.testing.assert_close(got, expected[: batch.shape[0]], rtol=1e-4, atol=1e-5)
     # One image on several cores runs with intra-op threads instead of slices.
     assert sorted(engine._sessions) == sorted({1, cores})
+
+
+def test_a_cached_export_is_loaded_through_its_optimized_form(cache: Path) -> None:
+    from vgloc.models.engines import _optimized_path
+
+    torch.manual_seed(0)
+    model = create_model("tiny+gem").eval()
+    images = torch.rand(3, 3, 32, 48)
+    first = OnnxRuntimeEngine(model, images, cores=2)
+    first.save_to_cache()
+    optimized = _optimized_path(first.cache_path)
+    assert not optimized.exists()  # written by the first process that loads the cached file
+
+    second = OnnxRuntimeEngine(model, images, cores=2)
+    assert second.from_cache and optimized.is_file() and not second._optimized
+    third = OnnxRuntimeEngine(model, images, cores=2)
+    assert third._optimized and third._source == str(optimized)
+    expected = first(images)
+    for engine in (second, third):
+        torch.testing.assert_close(engine(images), expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(engine(images[:1]), expected[:1], rtol=1e-5, atol=1e-6)
+
+    optimized.write_bytes(b"not a graph")  # damaged: ignored, and written again
+    fourth = OnnxRuntimeEngine(model, images, cores=2)
+    assert not fourth._optimized
+    torch.testing.assert_close(fourth(images), expected, rtol=1e-5, atol=1e-6)
+    assert OnnxRuntimeEngine(model, images, cores=2)._optimized
