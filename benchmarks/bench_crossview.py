@@ -13,7 +13,8 @@ at 1, 4 and 8 test-time rotations. Runs:
   sets the BCE negatives per street view, e.g. ``hybrid:0:0:all``; default 1): trained with
   ``bce`` on the same batches, evaluated by scoring every (street view, tile, rotation) pair
   (the classification network at 1 and 4 rotations only: each pair is a whole forward pass).
-  ``score_s`` is the time to describe / score the test split at the largest K.
+  ``score_s`` is the time to describe / score the test split at the largest K;
+  ``--speed`` times the scoring per query of the three kinds interleaved (random weights).
 
 The city (about 2.5 min on 2 cores)::
 
@@ -49,8 +50,14 @@ from vgloc.crossview.evaluate import (
     retrieval_metrics,
     score_pairs,
 )
-from vgloc.crossview.network import CrossViewConfig, load_any_crossview, load_crossview
-from vgloc.crossview.pairnet import PairClassifier
+from vgloc.crossview.network import (
+    CrossViewConfig,
+    CrossViewNet,
+    build_crossview_net,
+    load_any_crossview,
+    load_crossview,
+)
+from vgloc.crossview.pairnet import PairClassifier, score_all_pairs
 from vgloc.crossview.train import TrainSettings, train_crossview
 
 LOSS_RUNS = ["contrastive", "triplet", "dbl_pair", "dbl_triplet", "exhaustive_dbl", "infonce"]
@@ -128,6 +135,39 @@ def run_one(args: argparse.Namespace, loss: str, rotation: float, head: bool, tm
     return row
 
 
+def speed(queries: int, tiles: int, repeats: int) -> dict[str, Any]:
+    """Seconds per query to score ``tiles`` tiles (1 rotation), each network kind timed in turn, repeatedly.
+
+    Random weights and inputs (the cost does not depend on training); per query: its own
+    forward pass plus its share of describing the tiles, plus every (query, tile) pair's
+    classifier call for the pair networks.
+    """
+    g, a = torch.randn(queries, 3, 64, 96), torch.randn(tiles, 3, 64, 64)
+    nets = {
+        arch: build_crossview_net(
+            CrossViewConfig("tiny+gem+fc64", ground_size=(64, 96), aerial_size=64, arch=arch)
+        )
+        for arch in ("embedding", "hybrid", "classification")
+    }
+    times: dict[str, list[float]] = {arch: [] for arch in nets}
+    with torch.no_grad():
+        for _ in range(repeats):
+            for arch, net in nets.items():
+                net.eval()
+                t0 = time.perf_counter()
+                if isinstance(net, PairClassifier):
+                    score_all_pairs(net, net.embed_ground(g), net.embed_aerial(a), pairs_per_call=256)
+                else:
+                    assert isinstance(net, CrossViewNet)
+                    _ = net.encode_ground(g) @ net.encode_aerial(a).T
+                times[arch].append((time.perf_counter() - t0) / queries)
+    med = {arch: float(np.median(t)) for arch, t in times.items()}
+    out = {"queries": queries, "tiles": tiles, "repeats": repeats, "s_per_query": med}
+    out["ratio_to_embedding"] = {arch: round(v / med["embedding"], 1) for arch, v in med.items()}
+    print(json.dumps(out), flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", required=True)
@@ -143,10 +183,18 @@ def main() -> None:
         "classification:0:0[:NEG] / hybrid:0:0[:NEG] train the pair classifiers",
     )
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--speed",
+        action="store_true",
+        help="only time scoring per query (embedding vs hybrid vs classification, interleaved)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     machine = machine_info()
     print(describe_machine(machine), flush=True)
+    if args.speed:
+        write_results(args.out, command=command_line(), machine=machine, speed=speed(16, 80, 5))
+        return
     plan = [f"{loss}:0:0" for loss in LOSS_RUNS] + [f"exhaustive_dbl:{r:g}:{int(h)}" for r, h in RI_RUNS]
     plan += [f"{arch}:0:0" for arch in PAIR_ARCHS]
     rows = []
