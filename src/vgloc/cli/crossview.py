@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from vgloc.cli.command import Command, register
-from vgloc.cli.options import add_runtime_options, parse_image_size, positive_float, positive_int
+from vgloc.cli.options import add_option, add_runtime_options, parse_image_size, positive_float, positive_int
 
 __all__ = [
     "AERIAL_INDEX_FILE",
@@ -85,7 +85,8 @@ def _rotation(text: str) -> float:
 
 def _add_data(p: argparse.ArgumentParser, split: str, folder: str) -> None:
     g = p.add_argument_group("data")
-    g.add_argument(
+    add_option(
+        g,
         "--dataset",
         type=Path,
         required=True,
@@ -181,8 +182,8 @@ def _add_index(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--checkpoint", type=Path, required=True, help="a crossview.pt from `vgloc crossview train`"
     )
-    p.add_argument(
-        "--dataset", type=Path, required=True, help="a synthetic city, a folder with <split>.csv, or a CSV"
+    add_option(
+        p, "--dataset", type=Path, required=True, help="a synthetic city, a folder with <split>.csv, or a CSV"
     )
     p.add_argument("--split", default="test", help="split whose aerial tiles are indexed (default: test)")
     p.add_argument(
