@@ -30,6 +30,7 @@ whole backbone. :func:`score_all_pairs` scores every pair, which is what evaluat
 
 from __future__ import annotations
 
+import abc
 from dataclasses import replace
 
 import torch
@@ -57,8 +58,8 @@ def _mlp(dim_in: int, hidden: int = HIDDEN) -> nn.Sequential:
     return nn.Sequential(nn.Linear(dim_in, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 1))
 
 
-class PairClassifier(CrossViewModule):
-    """A network giving one match logit per (street view, tile) pair.
+class PairClassifier(CrossViewModule, abc.ABC):
+    """A network giving one match logit per (street view, tile) pair (abstract: the three stages).
 
     Shape:
         - embed_ground: ``(B, 3, H, W) -> (B, *F_g)``
@@ -66,17 +67,17 @@ class PairClassifier(CrossViewModule):
         - classify: ``(B, *F_g), (B, *F_a) -> (B,)`` logits (row ``i`` pairs ``g[i]`` with ``a[i]``)
     """
 
+    @abc.abstractmethod
     def embed_ground(self, x: Tensor) -> Tensor:
         """What is computed once per street view; see the class docstring for shapes."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def embed_aerial(self, x: Tensor) -> Tensor:
         """What is computed once per tile (and rotation); see the class docstring for shapes."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def classify(self, g: Tensor, a: Tensor) -> Tensor:
         """Match logits of row-aligned pairs; see the class docstring for shapes."""
-        raise NotImplementedError
 
     def forward(self, ground: Tensor, aerial: Tensor) -> Tensor:
         """Match logits ``(B,)`` of street views ``(B, 3, H, W)`` with tiles ``(B, 3, s, s)``."""
