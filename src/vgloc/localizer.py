@@ -117,7 +117,13 @@ class Localizer:
             raise ValueError(f"unknown prediction method {method!r}; choose one of {', '.join(METHODS)}")
         index.check_model(describer.spec, describer.descriptor_dim)
         self.index = index
-        self.options = options or ExtractionOptions(image_size=index.metadata.image_size, progress=False)
+        # Queries are described as the database was: its size, and int8 where it was built in int8.
+        recorded = index.metadata.extra.get("precision")
+        self.options = options or ExtractionOptions(
+            image_size=index.metadata.image_size,
+            precision="int8" if recorded == "int8" else "auto",
+            progress=False,
+        )
         # The index's scales (multi-scale testing); scales given in options must agree.
         self.describer = apply_scales(describer, self.options, index)
         self.method = method

@@ -259,13 +259,14 @@ def add_scale_options(p: Any) -> None:
 
 
 def add_precision_option(p: Any, auto_note: str = "auto = fp16 on CUDA, fp32 on CPU") -> None:
-    """``--precision auto|fp32|bf16|fp16``, the autocast precision of description."""
+    """``--precision auto|fp32|bf16|fp16|int8``, the precision of description."""
     p.add_argument(
         "--precision",
         default="auto",
-        choices=["auto", "fp32", "bf16", "fp16"],
+        choices=["auto", "fp32", "bf16", "fp16", "int8"],
         help="autocast precision: bf16 is ~2.5x faster on CPUs with AVX-512 BF16; fp16 on CUDA; "
-        f"{auto_note} (default: auto)",
+        "int8 (CPU, ONNX Runtime) a quantised network, ~2.9x fp32 on CPUs with VNNI, descriptors "
+        f"within cosine 0.999 of fp32 (checked on the first image); {auto_note} (default: auto)",
     )
 
 

@@ -32,6 +32,7 @@ import os
 import platform
 import warnings
 import weakref
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from vgloc.io import atomic_path, cache_dir
+from vgloc.models.quantize import MIN_INT8_COSINE
 
 __all__ = ["ENGINES", "OnnxRuntimeEngine", "cpu_cores", "onnxruntime_available", "select_engine"]
 
@@ -55,6 +57,10 @@ OPSET = 17
 MIN_COSINE = 0.9999
 
 _CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], OnnxRuntimeEngine]] = (
+    weakref.WeakKeyDictionary()
+)
+#: The int8 engine per model (or its fp32 engine where int8 was refused), as :data:`_CACHE`.
+_INT8_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], OnnxRuntimeEngine]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -90,15 +96,17 @@ CACHE_KEEP = 8
 
 def _prune(folder: Path, keep: int) -> None:
     """Delete all but the ``keep`` most recently written exports in ``folder``."""
+    # An export is "<sha256>.onnx"; its derived graphs ("<sha256>.<cpu>.optimized.onnx",
+    # "<sha256>.int8-<key>.onnx" and the int8 graph's optimised forms) go with it.
     exports = sorted(
-        (f for f in folder.glob("*.onnx") if not f.name.endswith(".optimized.onnx")),
+        (f for f in folder.glob("*.onnx") if "." not in f.stem),
         key=lambda f: f.stat().st_mtime,
         reverse=True,
     )
     for old in exports[keep:]:
         old.unlink(missing_ok=True)
-        for optimized in folder.glob(f"{old.stem}.*.optimized.onnx"):  # its optimised forms
-            optimized.unlink(missing_ok=True)
+        for derived in folder.glob(f"{old.stem}.*.onnx"):
+            derived.unlink(missing_ok=True)
 
 
 def fixed_image_size(model: nn.Module) -> bool:
@@ -174,6 +182,8 @@ class OnnxRuntimeEngine:
         self.cores = max(1, int(cores) if cores is not None else cpu_cores())
         self._sessions: dict[int, Any] = {}  # intra-op threads -> session
         self._pool: ThreadPoolExecutor | None = None
+        #: What the graph computes in: "fp32" (the export) or "int8" (:meth:`from_graph`).
+        self.precision = "fp32"
         options = self._options(1)
         #: (H, W) the graph was traced at, when it only takes that size (None: any size).
         self.fixed_hw = (int(example.shape[-2]), int(example.shape[-1])) if fixed_image_size(model) else None
@@ -221,6 +231,35 @@ class OnnxRuntimeEngine:
         self.session = ort.InferenceSession(self._export, options, providers=["CPUExecutionProvider"])
         self._sessions[1] = self.session
         self.verified = False
+
+    @classmethod
+    def from_graph(
+        cls, path: Path, precision: str, fixed_hw: tuple[int, int] | None, cores: int | None = None
+    ) -> OnnxRuntimeEngine:
+        """An engine over an ONNX graph already on disk (the int8 form of an export,
+        :mod:`vgloc.models.quantize`), with the same slicing and optimised-graph cache.
+
+        Args:
+            path: the graph; input ``images`` ``(B, 3, H, W)`` float32, output ``(B, D)``.
+            precision: what it computes in (``"int8"``), for log lines.
+            fixed_hw: the only (H, W) it takes, or None for any size.
+            cores: CPU cores to use; default: :func:`cpu_cores`.
+        """
+        self = cls.__new__(cls)
+        self.cores = max(1, int(cores) if cores is not None else cpu_cores())
+        self._sessions = {}
+        self._pool = None
+        self.precision = precision
+        self.fixed_hw = fixed_hw
+        self.cache_path = Path(path)
+        self.from_cache = True
+        self._export = None
+        self._source = None
+        self._optimized = False
+        self.session = self._open_cached()
+        self._sessions[1] = self.session
+        self.verified = False
+        return self
 
     def _open_cached(self) -> Any:
         """A single-threaded session on the cached export, through its optimised form.
@@ -324,7 +363,13 @@ class OnnxRuntimeEngine:
 
 
 def select_engine(
-    model: nn.Module, engine: str, device: torch.device, amp: torch.dtype | None, example: Tensor
+    model: nn.Module,
+    engine: str,
+    device: torch.device,
+    amp: torch.dtype | None,
+    example: Tensor,
+    *,
+    int8_calibration: Callable[[tuple[int, int]], np.ndarray] | None = None,
 ) -> Any | None:
     """The engine to run ``model`` with, or None for torch itself.
 
@@ -333,9 +378,26 @@ def select_engine(
     ``"torch"`` never uses it. Autocast (bf16/fp16) and non-CPU devices always use torch.
     A failed conversion, or a first output that differs from torch's (cosine <
     :data:`MIN_COSINE`), falls back to torch with a warning.
+
+    With ``int8_calibration`` (``precision="int8"``; it maps an image size (H, W) to the
+    normalised calibration batch, float32 ``(N, 3, H, W)``) the fp32 export is quantised
+    to int8 (:mod:`vgloc.models.quantize`, once per model and cached) and the int8 engine
+    is returned when its descriptors of the calibration images and of ``example`` (the
+    caller's first image) are within cosine :data:`~vgloc.models.quantize.MIN_INT8_COSINE`
+    of fp32's; otherwise the fp32 engine, with a warning.
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if int8_calibration is not None:
+        # (ExtractionOptions refuses these combinations first; this guards direct callers.)
+        if engine == "torch" or device.type != "cpu" or amp is not None:
+            raise ValueError(
+                "precision 'int8' runs under ONNX Runtime on the CPU (engine auto or onnxruntime)"
+            )
+        if not onnxruntime_available():
+            raise ImportError(
+                "precision 'int8' needs the onnx and onnxruntime packages (pip install vgloc[onnx])"
+            )
     if engine == "torch" or device.type != "cpu" or amp is not None:
         return None
     if not onnxruntime_available():
@@ -345,25 +407,91 @@ def select_engine(
     version = _weights_version(model)
     cached = _CACHE.get(model)
     if cached is not None and cached[0] == version:
-        return cached[1]
+        compiled = cached[1]
+    else:
+        try:
+            compiled = OnnxRuntimeEngine(model, example)
+            # A cached file was checked against torch before it was written (the key covers
+            # the weights, the architecture and the versions): no second torch pass for it.
+            if not compiled.from_cache:
+                with torch.no_grad():
+                    probe = example[:1].float()
+                    ref = model.eval()(probe).float()
+                    got = compiled(probe)
+                cos = _min_cosine(ref, got)
+                if not cos >= MIN_COSINE:
+                    raise RuntimeError(f"ONNX Runtime output differs from torch (cosine {cos:.6f})")
+                compiled.save_to_cache()
+        except Exception as exc:
+            if engine == "onnxruntime" or int8_calibration is not None:
+                raise
+            log.warning("ONNX Runtime engine unavailable for this model, using torch: %s", exc)
+            return None
+        compiled.verified = True
+        _CACHE[model] = (version, compiled)
+    if int8_calibration is None:
+        return compiled
+    cached8 = _INT8_CACHE.get(model)
+    if cached8 is not None and cached8[0] == version:
+        return cached8[1]
     try:
-        compiled = OnnxRuntimeEngine(model, example)
-        # A cached file was checked against torch before it was written (the key covers
-        # the weights, the architecture and the versions): no second torch pass for it.
-        if not compiled.from_cache:
-            with torch.no_grad():
-                probe = example[:1].float()
-                ref = model.eval()(probe).float()
-                got = compiled(probe)
-            cos = torch.nn.functional.cosine_similarity(ref.flatten(1), got.flatten(1), dim=1).min().item()
-            if not cos >= MIN_COSINE:
-                raise RuntimeError(f"ONNX Runtime output differs from torch (cosine {cos:.6f})")
-            compiled.save_to_cache()
+        quantized = _int8_engine(compiled, int8_calibration)
+        with torch.no_grad():
+            probe = example[:1].float()
+            cos = _min_cosine(compiled(probe), quantized(probe))
+        if not cos >= MIN_INT8_COSINE:
+            raise RuntimeError(
+                f"its descriptor of the first image is at cosine {cos:.5f} of fp32's (< {MIN_INT8_COSINE})"
+            )
     except Exception as exc:
-        if engine == "onnxruntime":
-            raise
-        log.warning("ONNX Runtime engine unavailable for this model, using torch: %s", exc)
-        return None
-    compiled.verified = True
-    _CACHE[model] = (version, compiled)
-    return compiled
+        log.warning("int8 engine refused, running fp32 under ONNX Runtime instead: %s", exc)
+        quantized = compiled
+    _INT8_CACHE[model] = (version, quantized)
+    return quantized
+
+
+def _min_cosine(a: Tensor, b: Tensor) -> float:
+    """The lowest row-wise cosine between two ``(B, D)`` outputs."""
+    return float(
+        torch.nn.functional.cosine_similarity(a.float().flatten(1), b.float().flatten(1), dim=1).min()
+    )
+
+
+def _int8_engine(
+    fp32: OnnxRuntimeEngine, calibration_for: Callable[[tuple[int, int]], np.ndarray]
+) -> OnnxRuntimeEngine:
+    """The int8 engine of a verified fp32 engine: quantised once per export and cached on disk.
+
+    A new quantisation is checked on its own calibration images (every descriptor within
+    :data:`~vgloc.models.quantize.MIN_INT8_COSINE` of fp32's) before it is kept.
+    """
+    import tempfile
+
+    from vgloc.models.quantize import CALIBRATION_HW, cpu_has_int8_dot, quantize_onnx, quantized_path
+
+    calibration = calibration_for(fp32.fixed_hw or CALIBRATION_HW)
+    reduce_range = not cpu_has_int8_dot()
+    path = quantized_path(fp32.cache_path, calibration, reduce_range)
+    if path.is_file():
+        return OnnxRuntimeEngine.from_graph(path, "int8", fp32.fixed_hw, fp32.cores)
+    log.info(
+        "quantising the network to int8 (once per model; calibrated on %d synthetic views)", len(calibration)
+    )
+    if not fp32.cache_path.is_file():
+        # The export could not be cached (a read-only cache): no place for the int8 graph either.
+        raise RuntimeError(f"the ONNX cache {fp32.cache_path.parent} is not writable")
+    source = fp32.cache_path
+    with tempfile.TemporaryDirectory() as work:
+        candidate = Path(work) / "int8.onnx"
+        quantize_onnx(source, calibration, candidate, reduce_range=reduce_range)
+        engine = OnnxRuntimeEngine.from_graph(candidate, "int8", fp32.fixed_hw, fp32.cores)
+        batch = torch.from_numpy(calibration)
+        cos = _min_cosine(fp32(batch), engine(batch))
+        if not cos >= MIN_INT8_COSINE:
+            raise RuntimeError(
+                f"int8 calibration descriptors at cosine {cos:.5f} of fp32's (< {MIN_INT8_COSINE})"
+            )
+        log.info("int8 graph within cosine %.5f of fp32 on its calibration views", cos)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(candidate.read_bytes())
+    return OnnxRuntimeEngine.from_graph(path, "int8", fp32.fixed_hw, fp32.cores)
