@@ -46,6 +46,17 @@ def test_eval_own_photos_as_database_and_queries(lund_dir: Path, tmp_path: Path,
     assert (out / "report.html").is_file() and (out / "results.json").is_file()
 
 
+@pytest.mark.parametrize("quiet", [True, False])
+def test_no_progress_silences_the_validation_of_folders(
+    tiny_city_root: Path, tmp_path: Path, capsys, quiet: bool
+) -> None:
+    test = tiny_city_root / "images" / "test"
+    argv = ["eval", "--database", str(test / "database"), "--queries", str(test / "queries")]
+    argv += ["--model", "tiny+gem", "--no-report", "--run-dir", str(tmp_path / "run"), *SMALL]
+    assert main(argv + (["--no-progress"] if quiet else [])) == 0
+    assert ("validating images" in capsys.readouterr().err) is not quiet
+
+
 def test_eval_reuses_an_index_and_refuses_bad_combinations(
     tiny_city_root: Path, tmp_path: Path, capsys
 ) -> None:

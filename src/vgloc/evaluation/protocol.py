@@ -80,7 +80,9 @@ def load_sets(
         raise ValueError("evaluation needs a dataset root, or both a database and queries")
 
     def load(item: Any) -> GeoImageSet:
-        return item if isinstance(item, GeoImageSet) else load_image_set(item, validate=True)
+        if isinstance(item, GeoImageSet):
+            return item
+        return load_image_set(item, validate=True, progress=progress)
 
     db = load(database)
     if isinstance(queries, Mapping):
