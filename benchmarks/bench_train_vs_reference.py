@@ -184,6 +184,7 @@ def main() -> None:
         help="also time `vgloc train` imported from this src folder (e.g. a git worktree of an older commit)",
     )
     ap.add_argument("--label", default="")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine (both sides)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
@@ -202,7 +203,7 @@ def main() -> None:
     }
     ref_cmd = [sys.executable, "-c", _LAUNCHER, str(args.anchors.resolve()), str(work / "ref_stamps.json")]
     ref_cmd += ["--train_set_folder", str(cp_root / "train"), "--val_set_folder", str(cp_root / "val")]
-    ref_cmd += ["--test_set_folder", str(cp_root / "test"), "--device", "cpu", "--backbone", "ResNet18"]
+    ref_cmd += ["--test_set_folder", str(cp_root / "test"), "--device", args.device, "--backbone", "ResNet18"]
     ref_cmd += ["--fc_output_dim", "512", "--batch_size", str(b), "--iterations_per_epoch", str(it)]
     ref_cmd += ["--epochs_num", "1", "--image_size", str(args.size), "--infer_batch_size", "8"]
     ref_cmd += [x for k, v in common.items() for x in (f"--{k}", str(v))]
@@ -223,7 +224,7 @@ def main() -> None:
     if args.workers is not None:
         sets.append(f"runtime.num_workers={args.workers}")
     vg_base = [sys.executable, "-m", "vgloc.cli", "train", "cosplace", "--dataset", str(vg_root)]
-    vg_base += ["--model", "resnet18+gem+fc512", "--device", "cpu", "--no-progress"]
+    vg_base += ["--model", "resnet18+gem+fc512", "--device", args.device, "--no-progress"]
     vg_base += [x for s in sets for x in ("--set", s)] + args.vgloc_args.split()
 
     env = dict(os.environ, BTR_WORKDIR=str(work))

@@ -165,6 +165,7 @@ def main() -> None:
         "with the others in every repeat; repeatable",
     )
     ap.add_argument("--label", default="", help="a note stored with the result (e.g. before/after)")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine (both sides)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
@@ -180,12 +181,15 @@ def main() -> None:
 
     env = dict(os.environ, BVR_WORKDIR=str(work))
     ref_cmd = [sys.executable, "-c", _LAUNCHER, str(args.anchors.resolve()), str(work / "ref_desc.npy")]
-    ref_cmd += ["--test_set_folder", str(root), "--resume_model", str(weights), "--device", "cpu"]
+    ref_cmd += ["--test_set_folder", str(root), "--resume_model", str(weights), "--device", args.device]
     ref_cmd += ["--backbone", "ResNet18", "--fc_output_dim", "512", "--num_workers", str(args.ref_workers)]
     vg_out = work / "vgloc_out"
-    vg_cmd = [str(Path(sys.executable).parent / "vgloc"), "eval", "--database", str(root / "database")]
+    # The installed `vgloc` command, else the module (a GPU machine running from src/).
+    script = Path(sys.executable).parent / "vgloc"
+    vg_cmd = [str(script)] if script.exists() else [sys.executable, "-m", "vgloc.cli"]
+    vg_cmd += ["eval", "--database", str(root / "database")]
     vg_cmd += ["--queries", str(root / "queries_v1"), "--model", "resnet18+gem+fc512"]
-    vg_cmd += ["--checkpoint", str(weights), "--device", "cpu", "--no-progress", "--no-report"]
+    vg_cmd += ["--checkpoint", str(weights), "--device", args.device, "--no-progress", "--no-report"]
     vg_cmd += ["--out", str(vg_out), "--run-dir", str(work / "runs"), *args.vgloc_args.split()]
 
     variants = dict(v.split("=", 1) for v in args.variant)
@@ -206,11 +210,12 @@ def main() -> None:
         vg_walls.append(w)
         vg_cpu.append(CPU_S[-1])
         if base_env is not None:
-            w, _ = timed(vg_cmd, base_env)
+            w, _ = timed(_with_out(vg_cmd, work / "vgloc_out_baseline"), base_env)
             base_walls.append(w)
             base_cpu.append(CPU_S[-1])
         for name, extra in variants.items():
-            w, _ = timed([*vg_cmd, *extra.split()])
+            # Each run writes its own results (the R@1 below is read back per run).
+            w, _ = timed([*_with_out(vg_cmd, work / f"vgloc_out_{name}"), *extra.split()])
             variant_walls[name].append(w)
             variant_cpu[name].append(CPU_S[-1])
         print(
@@ -237,7 +242,7 @@ def main() -> None:
     ref_paths = _cosplace_order(root)
     order = {p: i for i, p in enumerate(paths)}
     desc = NetDescriber.from_spec("resnet18+gem+fc512", weights).describe(
-        paths, ExtractionOptions(progress=False)
+        paths, ExtractionOptions(device=args.device, progress=False)
     )
     ours = desc[[order[p] for p in ref_paths]]
     cos = np.sum(ref * ours, 1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(ours, axis=1))
@@ -285,12 +290,19 @@ def main() -> None:
                 "img_per_s": round(n / min(walls), 2),
                 "ratio_per_repeat": [round(r / w, 3) for r, w in zip(ref_walls, walls, strict=True)],
                 "cpu_s": [round(c, 2) for c in variant_cpu[name]],
+                "r1": _find_r1(json.loads((work / f"vgloc_out_{name}" / "results.json").read_text())),
             }
             for name, walls in variant_walls.items()
         }
     out["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     print(json.dumps({k: v for k, v in out.items() if k not in ("machine", "command")}, indent=1))
     write_results(args.out, **out)
+
+
+def _with_out(cmd: list[str], out: Path) -> list[str]:
+    """``cmd`` with its ``--out`` folder replaced by ``out``."""
+    i = cmd.index("--out")
+    return [*cmd[: i + 1], str(out), *cmd[i + 2 :]]
 
 
 def _find_r1(results: object) -> float | None:

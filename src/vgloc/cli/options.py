@@ -232,6 +232,13 @@ def add_extraction_options(
         default=None,
         help="image-decoding worker processes (default: min(4, CPU cores), none for a couple of batches)",
     )
+    g.add_argument(
+        "--decode",
+        choices=["cpu", "device"],
+        default="cpu",
+        help="where JPEGs are decoded: cpu (Pillow in the workers, default) or device (nvJPEG on the "
+        "GPU, resized there; needs vgloc[nvjpeg]; for GPUs with few CPU cores to feed them)",
+    )
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
     add_scale_options(g)
 
@@ -292,6 +299,7 @@ def extraction_options(
         saturation=saturation,
         scales=args.scales,
         scale_fusion=args.scale_fusion,
+        decode=getattr(args, "decode", "cpu"),
         progress=not args.no_progress,
     )
 

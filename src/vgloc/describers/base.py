@@ -59,6 +59,9 @@ PRECISIONS = ("fp32", "bf16", "fp16", "int8", "auto")
 #: Engine names (as :data:`vgloc.models.engines.ENGINES`).
 ENGINE_NAMES = ("auto", "torch", "onnxruntime")
 
+#: Decode modes (as :data:`vgloc.data.device_decode.DECODE_MODES`).
+DECODE_MODES = ("cpu", "device")
+
 
 @dataclass
 class ExtractionOptions:
@@ -101,6 +104,10 @@ class ExtractionOptions:
             scales, else one scale, 1). Applied where vgloc resolves the describer
             (index building, evaluation, :class:`~vgloc.localizer.Localizer`).
         scale_fusion: ``"avg"``, ``"sum"``, ``"max"`` or ``"min"``; None = the index's, else avg.
+        decode: ``"cpu"`` (default: Pillow in worker processes) or ``"device"``: JPEG files
+            decoded by nvJPEG on the extraction device, oriented and resized there
+            (:mod:`vgloc.data.device_decode`; needs ``vgloc[nvjpeg]``; pixels within a few
+            levels of Pillow's, so descriptors within cosine 0.999, not identical).
         progress: show progress bars.
     """
 
@@ -117,9 +124,16 @@ class ExtractionOptions:
     saturation: float | None = None
     scales: tuple[float, ...] | None = None
     scale_fusion: str | None = None
+    decode: str = "cpu"
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if self.decode not in DECODE_MODES:
+            raise ValueError(f"unknown decode mode {self.decode!r}; choose one of {', '.join(DECODE_MODES)}")
+        if self.decode == "device":
+            from vgloc.data.device_decode import check_decode
+
+            check_decode(self.decode)
         # Bad precisions and engines fail where the options are made, before any model is loaded.
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")

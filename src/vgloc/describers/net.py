@@ -213,7 +213,15 @@ class NetDescriber(Describer):
         options = self.resolve_options(options)
         assert options.image_size != "auto"  # (resolved above; narrows the type)
         # Workers decode (and resize) to uint8; normalisation runs per batch on the device.
-        dataset = DecodedImageDataset(list(images), options.image_size, draft=options.jpeg_draft)
+        # With decode="device" workers ship JPEG bytes, decoded by nvJPEG on the device.
+        dataset: Any
+        device_decoding: dict[str, Any] = {}
+        if options.decode == "device":
+            from vgloc.data.device_decode import device_decoding as make_device_decoding
+
+            dataset, device_decoding = make_device_decoding(list(images), options.image_size, options.device)
+        else:
+            dataset = DecodedImageDataset(list(images), options.image_size, draft=options.jpeg_draft)
         batches = None
         if options.image_size is None and options.batch_size > 1:
             # Native size: batch the images that share a size (read from file headers).
@@ -238,6 +246,7 @@ class NetDescriber(Describer):
                 saturation=options.saturation if queries else None,
             ),
             engine=options.engine,
+            **device_decoding,
         )
         # Bulk extraction (eval, index build) reports its speed; single photos (locate) do not.
         level = logging.INFO if len(dataset) >= max(2, options.batch_size) else logging.DEBUG

@@ -228,6 +228,8 @@ def extract_descriptors(
     preprocess: Callable[[Tensor], Tensor] | None = None,
     engine: str = "torch",
     compile: bool = False,
+    collate_fn: Callable[[Any], Any] | None = None,
+    decode_batch: Callable[[Any], tuple[Tensor, Tensor]] | None = None,
 ) -> np.ndarray:
     """Compute one descriptor per dataset item.
 
@@ -268,6 +270,11 @@ def extract_descriptors(
         compile: Run the torch path through ``torch.compile`` (once per model and
             process; pays off on GPUs for large databases, not for a few images).
             Ignored when an engine other than torch runs the model.
+        collate_fn: the DataLoader's ``collate_fn`` (default: stacking); with
+            ``decode_batch``, e.g. :func:`vgloc.data.device_decode.collate_encoded`.
+        decode_batch: turns each collated batch into ``(uint8 images (B, 3, H, W) on
+            device, indices)`` in the main process (e.g. nvJPEG decoding,
+            :class:`vgloc.data.device_decode.DeviceDecoder`).
 
     Returns:
         Descriptors, row ``i`` for dataset item ``i``.
@@ -296,7 +303,13 @@ def extract_descriptors(
     dim = getattr(model, "descriptor_dim", None)
     out = np.empty((n, int(dim)), dtype=out_np) if dim is not None else None
     filled = np.zeros(n, dtype=bool)
-    loader_args: dict[str, Any] = {"num_workers": num_workers, "pin_memory": dev.type == "cuda"}
+    # (A custom batch type is not pinned: the encoded bytes of device decoding are small.)
+    loader_args: dict[str, Any] = {
+        "num_workers": num_workers,
+        "pin_memory": dev.type == "cuda" and collate_fn is None,
+    }
+    if collate_fn is not None:
+        loader_args["collate_fn"] = collate_fn
     if num_workers > 0:
         loader_args["prefetch_factor"] = 2
     if batches is not None:
@@ -313,7 +326,9 @@ def extract_descriptors(
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     position = 0
     started = time.perf_counter()
-    batch_iter = iter(loader)
+    batch_iter: Iterator[Any] = iter(loader)
+    if decode_batch is not None:
+        batch_iter = map(decode_batch, batch_iter)
     first = next(batch_iter, None)
     runner: Any = None
     if first is not None:

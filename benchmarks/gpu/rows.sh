@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Issue 10's GPU rows in ONE device call (about 8 minutes on an H200 + 16 cores).
+#
+# Here first:   bash benchmarks/gpu/prepare.sh          (wheels -> .whl, CosPlace -> .anchors)
+# Then, through the device tool:
+#   run(command="bash benchmarks/gpu/rows.sh", carry=[".whl", ".anchors"], timeout_s=590)
+# Results come back as $OUT/*.json and $OUT/*.log; copy them to benchmarks/results/gpu_*.json
+# and the tables into BENCHMARKS.md. Each step has its own time limit, and a failed step
+# does not stop the others; steps run in order of importance.
+set -uo pipefail
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/gpu_rows_out}
+mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    > "$OUT/setup.log" 2>&1 || { echo "wheel install failed"; cat "$OUT/setup.log"; exit 1; }
+export PYTHONPATH=/tmp/site:$PWD/src:$PWD/benchmarks
+WORK=/tmp/gpu_rows
+mkdir -p "$WORK"
+{
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+    nproc
+    python3 -c "import torch, torchvision, onnxruntime; print(torch.__version__, torchvision.__version__, onnxruntime.__version__, torch.cuda.get_device_name(0))"
+} > "$OUT/machine.log" 2>&1
+cat "$OUT/machine.log"
+
+step() {  # step NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.log
+    local name=$1 limit=$2
+    shift 2
+    local t0=$SECONDS
+    timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+    echo "step $name: exit $? after $((SECONDS - t0)) s"
+    tail -n 25 "$OUT/$name.log"
+}
+
+# 1. The network alone vs vgloc's extraction path (inputs in memory), fp32 and fp16.
+step extract 120 python3 benchmarks/bench_extract.py --model resnet18+gem+fc512 --device cuda \
+    --sizes 480x640 --precisions fp32,fp16 --images 2048 --batch-size 64 --network --out "$OUT/gpu_extract.json"
+
+# 2. vgloc eval against CosPlace's own evaluation, whole processes, the same JPEGs and weights
+#    (the small city's test split at 480x640: 692 images; generated here on 16 cores),
+#    defaults vs more decoding workers vs nvJPEG decoding vs the exact fp32 path.
+step vs_reference 330 python3 benchmarks/bench_vs_reference.py --device cuda --city small \
+    --anchors .anchors/cosplace --work "$WORK/vs_reference" --repeats 2 \
+    --variant "nvjpeg=--decode device" --variant "fp32=--precision fp32" \
+    --out "$OUT/gpu_vs_reference.json"
+
+# 3. A CosPlace training step against CosPlace's train.py (ResNet-18, 224 px, batch 32).
+step train 150 python3 benchmarks/bench_train_vs_reference.py --device cuda --anchors .anchors/cosplace \
+    --work "$WORK/train" --iterations 30 --warmup 5 --repeats 1 --out "$OUT/gpu_train_vs_reference.json"
+ls -la "$OUT"
