@@ -22,6 +22,7 @@ process (useful for tests; slower than the default workers).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,10 +54,16 @@ DECODE_MODES = ("cpu", "device")
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
 
+@functools.lru_cache(maxsize=1)
 def jpeg_backend() -> str | None:
     """The JPEG decoder for device decoding: ``"torchcodec"``, ``"torchvision"`` or None."""
     if importlib.util.find_spec("torchcodec") is not None:
-        return "torchcodec"
+        try:  # (a TorchCodec built for another torch fails here: fall back)
+            from torchcodec.decoders import decode_jpeg
+
+            return "torchcodec"
+        except Exception:
+            pass
     try:
         from torchvision.io import decode_jpeg  # noqa: F401
     except ImportError:
