@@ -59,16 +59,17 @@ def jpeg_backend() -> str | None:
     """The JPEG decoder for device decoding: ``"torchcodec"``, ``"torchvision"`` or None."""
     if importlib.util.find_spec("torchcodec") is not None:
         try:  # (a TorchCodec built for another torch fails here: fall back)
-            from torchcodec.decoders import decode_jpeg
+            import torchcodec.decoders
 
-            return "torchcodec"
+            if hasattr(torchcodec.decoders, "decode_jpeg"):  # (image decoders: TorchCodec >= 0.16)
+                return "torchcodec"
         except Exception:
             pass
     try:
-        from torchvision.io import decode_jpeg  # noqa: F401
+        import torchvision.io
     except ImportError:
         return None
-    return "torchvision"
+    return "torchvision" if hasattr(torchvision.io, "decode_jpeg") else None
 
 
 def check_decode(decode: str) -> str:
