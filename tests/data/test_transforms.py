@@ -133,3 +133,23 @@ def test_batched_normalisation_matches_the_transform_per_image() -> None:
 def test_bad_contrast_or_saturation(options: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="finite factor >= 0"):
         build_transform(None, **options)
+
+
+@pytest.mark.parametrize("resize", [(96, 128), (480, 640), 100, 33, (37, 37)])
+def test_resize_image_gives_torchvision_s_pixels(resize) -> None:  # type: ignore[no-untyped-def]
+    """Pillow directly (no torchvision import) must stay byte-identical to torchvision's resize."""
+    from PIL import Image
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    from vgloc.data.transforms import resize_image
+
+    rng = np.random.default_rng(0)
+    for h, w in ((120, 160), (161, 97), (480, 640), (100, 100)):
+        image = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        ours = resize_image(image, resize)
+        theirs = TF.resize(
+            image, list(resize) if isinstance(resize, tuple) else resize, InterpolationMode.BILINEAR, antialias=True
+        )
+        assert ours.size == theirs.size
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))

@@ -171,16 +171,22 @@ def resized_size(resize: tuple[int, int] | int | None, size: tuple[int, int]) ->
 
 
 def resize_image(image: Image.Image, resize: tuple[int, int] | int | None) -> Image.Image:
-    """Resize a PIL image exactly as :func:`build_transform` does (Pillow, bilinear, antialiased)."""
+    """Resize a PIL image exactly as :func:`build_transform` does (Pillow, bilinear, antialiased).
+
+    The same call torchvision's ``resize`` makes for a PIL image (the output size by
+    :func:`resized_size`, unchanged when it is the image's own, else Pillow's bilinear
+    ``Image.resize``), made directly: importing torchvision costs ~2.4 s that a process
+    running a cached ONNX export never needs otherwise. A test pins it to torchvision's.
+    """
     size = _check_resize(resize)
     if size is None:
         return image
-    from torchvision.transforms.v2 import InterpolationMode
-    from torchvision.transforms.v2 import functional as TF
+    height, width = resized_size(size, (image.height, image.width))
+    if (height, width) == (image.height, image.width):
+        return image
+    from PIL import Image as PILImage
 
-    return TF.resize(
-        image, list(size) if isinstance(size, tuple) else size, InterpolationMode.BILINEAR, antialias=True
-    )
+    return image.resize((width, height), resample=PILImage.Resampling.BILINEAR)
 
 
 class NormalizeUint8:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from vgloc.data.images import ImageInput
     from vgloc.models.published import Preprocessing, PublishedModel
 
-__all__ = ["MODEL_FILE_IN_INDEX", "NetDescriber", "sha256_file"]
+__all__ = ["MODEL_FILE_IN_INDEX", "DeferredModel", "NetDescriber", "sha256_file"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,30 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class DeferredModel:
+    """A network not built yet, and what is known of it without building it.
+
+    Recorded by :func:`vgloc.models.engines.remember_checkpoint_export` for a checkpoint
+    file whose checked ONNX export is cached.
+
+    Attributes:
+        build: loads the file and returns the network.
+        key: the file's export key (:func:`vgloc.models.engines.checkpoint_key`).
+        spec: the network's spec.
+        descriptor_dim: ``D``.
+        export: the cached fp32 ONNX export.
+        needs_data_init: whether its aggregator still needs clusters from the data (NetVLAD).
+    """
+
+    build: Callable[[], nn.Module]
+    key: str
+    spec: str
+    descriptor_dim: int
+    export: Path
+    needs_data_init: bool
 
 
 class NetDescriber(Describer):
@@ -55,16 +80,25 @@ class NetDescriber(Describer):
 
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | None,
         *,
         checkpoint: str | Path | None = None,
         pretrained: bool = False,
         published: PublishedModel | None = None,
         preprocessing: Preprocessing | None = None,
+        deferred: DeferredModel | None = None,
     ):
         from vgloc.models.published import Preprocessing
 
-        self.model = model.eval()
+        if model is None and deferred is None:
+            raise ValueError("a NetDescriber needs a model, or a deferred one")
+        self._model = None if model is None else model.eval()
+        #: How to build the model when it is first needed (see :class:`DeferredModel`).
+        self._deferred = deferred
+        #: The checkpoint file's export key (:func:`vgloc.models.engines.checkpoint_key`),
+        #: recorded after an extraction so that later processes can skip the model.
+        self.checkpoint_key: str | None = None if deferred is None else deferred.key
+        self._export_engine: Any = None  # the engine over the deferred model's export, once opened
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.pretrained = pretrained
         self.data_initialized = False
@@ -79,13 +113,30 @@ class NetDescriber(Describer):
         self.default_image_size = preprocessing.image_size
 
     @property
+    def model(self) -> nn.Module:
+        """The torch network, built on first use when it was deferred."""
+        if self._model is None:
+            assert self._deferred is not None
+            log.debug("building %s (its cached export could not serve this request)", self._deferred.spec)
+            self._model = self._deferred.build().eval()
+        return self._model
+
+    @model.setter
+    def model(self, model: nn.Module) -> None:
+        self._model = model.eval()
+
+    @property
     def spec(self) -> str:
         if self.published is not None:
             return self.published.name
+        if self._model is None and self._deferred is not None:
+            return self._deferred.spec
         return str(getattr(self.model, "spec", type(self.model).__name__))
 
     @property
     def descriptor_dim(self) -> int:
+        if self._model is None and self._deferred is not None:
+            return self._deferred.descriptor_dim
         return int(getattr(self.model, "descriptor_dim"))  # noqa: B009  (a clear AttributeError otherwise)
 
     # -- construction ---------------------------------------------------------------
@@ -107,7 +158,7 @@ class NetDescriber(Describer):
         of its published file (default: fetched into the torch hub cache), and the
         describer uses its evaluation preprocessing.
         """
-        from vgloc.models import ModelSpec, create_model, load_model, load_state_dict_compat
+        from vgloc.models import create_model
         from vgloc.models.hub import find_published, published_for_weights
 
         entry = find_published(spec)
@@ -123,6 +174,43 @@ class NetDescriber(Describer):
         ckpt = Path(checkpoint)
         if not ckpt.is_file():
             raise FileNotFoundError(f"checkpoint not found: {ckpt}")
+        return cls._from_file(ckpt, f"spec {spec!r}", lambda: cls._load_checkpoint(spec, ckpt), checkpoint=ckpt)
+
+    @classmethod
+    def _from_file(
+        cls, path: Path, how: str, load: Callable[[], NetDescriber], *, checkpoint: Path | None
+    ) -> NetDescriber:
+        """A describer whose weights come from the file ``path``, loaded by ``load``.
+
+        When an earlier process recorded a checked ONNX export for this file (the same
+        bytes, loaded the same way ``how`` names, the same code and versions), the torch
+        model is not built (nor torchvision imported) until something needs it: the
+        fp32 CPU path runs the export directly. Otherwise the model is loaded now and the
+        export recorded after its first extraction.
+        """
+        from vgloc.models.engines import checkpoint_key, export_for_checkpoint, onnxruntime_available
+
+        key = checkpoint_key(sha256_file(path), how) if onnxruntime_available() else None
+        facts = export_for_checkpoint(key) if key is not None else None
+        if key is None or facts is None:
+            describer = load()
+            describer.checkpoint_key = key
+            return describer
+        deferred = DeferredModel(
+            build=lambda: load().model,
+            key=key,
+            spec=facts["spec"],
+            descriptor_dim=facts["descriptor_dim"],
+            export=facts["export"],
+            needs_data_init=facts["needs_data_init"],
+        )
+        return cls(None, checkpoint=checkpoint, deferred=deferred)
+
+    @classmethod
+    def _load_checkpoint(cls, spec: str, ckpt: Path) -> NetDescriber:
+        """Load ``ckpt``: a vgloc model file, or an authors' state dict for the architecture ``spec``."""
+        from vgloc.models import ModelSpec, create_model, load_model, load_state_dict_compat
+
         try:
             loaded = load_model(ckpt)
         except ValueError:
@@ -159,7 +247,10 @@ class NetDescriber(Describer):
         if state.get("model_file"):
             if index_dir is None:
                 raise ValueError("this in-memory index has no directory holding its model file")
-            return cls(load_model(Path(index_dir) / state["model_file"]))._with_recorded_preprocessing(state)
+            path = Path(index_dir) / state["model_file"]
+            return cls._from_file(
+                path, "vgloc model file", lambda: cls(load_model(path)), checkpoint=None
+            )._with_recorded_preprocessing(state)
         if state.get("checkpoint"):
             ckpt = Path(state["checkpoint"])
             if not ckpt.is_file():
@@ -228,8 +319,9 @@ class NetDescriber(Describer):
             batches = batches_by_size(
                 [dataset.output_size(i) for i in range(len(dataset))], options.batch_size
             )
+        runner = self._export_runner(options)
         out = extract_descriptors(
-            self.model,
+            self.model if runner is None else None,
             dataset,
             batch_size=options.batch_size,
             device=options.device,
@@ -246,12 +338,56 @@ class NetDescriber(Describer):
                 saturation=options.saturation if queries else None,
             ),
             engine=options.engine,
+            runner=runner,
             **device_decoding,
         )
+        if runner is None:
+            self._remember_export()
         # Bulk extraction (eval, index build) reports its speed; single photos (locate) do not.
         level = logging.INFO if len(dataset) >= max(2, options.batch_size) else logging.DEBUG
         log.log(level, "described %s: %s", "queries" if queries else "images", last_extraction())
         return out
+
+    def _export_runner(self, options: ExtractionOptions) -> Any:
+        """The engine over the deferred model's cached export, when it serves ``options``.
+
+        That is the fp32 CPU path of ONNX Runtime (``precision="auto"`` on a CPU without
+        native bf16, or ``"fp32"`` with ``engine="onnxruntime"``); anything else (torch,
+        bf16, int8, a GPU) builds the model. None when the model is built or cannot be skipped.
+        """
+        if self._model is not None or self._deferred is None:
+            return None
+        from vgloc.models.extract import cpu_has_fast_bf16
+
+        on_cpu = str(options.device) == "cpu"
+        fp32_engine = (options.precision == "auto" and options.engine in ("auto", "onnxruntime")) or (
+            options.precision == "fp32" and options.engine == "onnxruntime"
+        )
+        if not (on_cpu and fp32_engine and not cpu_has_fast_bf16()):
+            return None
+        if self._export_engine is None:
+            from vgloc.models.engines import OnnxRuntimeEngine
+
+            try:
+                self._export_engine = OnnxRuntimeEngine.from_graph(self._deferred.export, "fp32", None)
+            except Exception as exc:  # (evicted or damaged since it was found: build the model)
+                log.warning("cached export %s unusable, building the model: %s", self._deferred.export.name, exc)
+                return None
+        return self._export_engine
+
+    def _remember_export(self) -> None:
+        """After an extraction with the built model: record its export for the checkpoint file."""
+        if self.checkpoint_key is None or self._model is None or self.published is not None:
+            return  # (published models keep their own preprocessing: always built)
+        if self.data_initialized:
+            return  # (its weights are no longer the file's)
+        from vgloc.models.engines import remember_checkpoint_export
+
+        aggregator = getattr(self._model, "aggregator", None)
+        needs_init = bool(getattr(aggregator, "requires_data_init", False)) and not bool(
+            getattr(aggregator, "initialized", True)
+        )
+        remember_checkpoint_export(self.checkpoint_key, self._model, spec=self.spec, needs_data_init=needs_init)
 
     def prepare(self, database: Sequence[Path], options: ExtractionOptions, seed: int = 0) -> bool:
         """Initialise NetVLAD clusters from the database when no checkpoint supplied them.
@@ -259,6 +395,8 @@ class NetDescriber(Describer):
         An untrained NetVLAD has no meaningful clusters; the VG benchmark initialises
         them by k-means on local features of training images (PROTOCOLS.md 1.3).
         """
+        if self._model is None and self._deferred is not None and not self._deferred.needs_data_init:
+            return False  # (known without building the model)
         aggregator = getattr(self.model, "aggregator", None)
         if not (
             getattr(aggregator, "requires_data_init", False) and not getattr(aggregator, "initialized", True)

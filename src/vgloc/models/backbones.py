@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import torchvision
 from torch import nn
 
 from vgloc.registry import BACKBONES
@@ -121,6 +120,11 @@ def build_backbone(name: str, cut: str | None = None, pretrained: bool | str = F
 
 # -- ResNets --------------------------------------------------------------------------
 def _resnet(arch: str, cut: str, pretrained: bool | str) -> Backbone:
+    # torchvision is imported where a network is built, not with the registry: importing it
+    # costs ~2.4 s (it imports torch._dynamo), which a process running a cached ONNX export
+    # never needs (vgloc.describers.net).
+    import torchvision
+
     net = getattr(torchvision.models, arch)(weights=None)
     if pretrained:
         from vgloc.models.pretrained import load_torchvision_weights
@@ -167,6 +171,8 @@ _register_resnet("resnet152", 1024, 2048, "60.2M")
     description="torchvision vgg16 features[:-2] (CosPlace / VG benchmark; no last ReLU)",
 )
 def _build_vgg16(cut: str, pretrained: bool | str) -> Backbone:
+    import torchvision
+
     net = torchvision.models.vgg16(weights=None)
     if pretrained:
         from vgloc.models.pretrained import load_torchvision_weights
@@ -180,6 +186,8 @@ def _build_vgg16(cut: str, pretrained: bool | str) -> Backbone:
 
 # -- EfficientNets --------------------------------------------------------------------------
 def _efficientnet(arch: str, cut: str, pretrained: bool | str) -> Backbone:
+    import torchvision
+
     net = getattr(torchvision.models, arch)(weights=None)
     if pretrained:
         from vgloc.models.pretrained import load_torchvision_weights

@@ -176,8 +176,11 @@ def _split_batch(batch: Any) -> tuple[Tensor, Tensor | None]:
 
 
 @contextlib.contextmanager
-def _inference_setup(model: nn.Module, channels_last: bool) -> Iterator[None]:
+def _inference_setup(model: nn.Module | None, channels_last: bool) -> Iterator[None]:
     """eval() and optional channels_last for the duration; both restored afterwards."""
+    if model is None:  # (an engine alone runs the batches)
+        yield
+        return
     was_training = model.training
     conv_weights = [p for p in model.parameters() if p.ndim == 4]
     was_cl = bool(conv_weights) and all(
@@ -214,7 +217,7 @@ def _int8_calibration(preprocess: Callable[[Tensor], Tensor]) -> Callable[[tuple
 
 
 def extract_descriptors(
-    model: nn.Module,
+    model: nn.Module | None,
     dataset: Dataset[Any],
     *,
     batch_size: int = 16,
@@ -230,6 +233,7 @@ def extract_descriptors(
     compile: bool = False,
     collate_fn: Callable[[Any], Any] | None = None,
     decode_batch: Callable[[Any], tuple[Tensor, Tensor]] | None = None,
+    runner: Any = None,
 ) -> np.ndarray:
     """Compute one descriptor per dataset item.
 
@@ -275,6 +279,9 @@ def extract_descriptors(
         decode_batch: turns each collated batch into ``(uint8 images (B, 3, H, W) on
             device, indices)`` in the main process (e.g. nvJPEG decoding,
             :class:`vgloc.data.device_decode.DeviceDecoder`).
+        runner: an engine to run instead of choosing one (e.g. an
+            :class:`~vgloc.models.engines.OnnxRuntimeEngine` over a cached export); ``model``
+            may then be None, and the engine must take every batch.
 
     Returns:
         Descriptors, row ``i`` for dataset item ``i``.
@@ -300,6 +307,8 @@ def extract_descriptors(
         from vgloc.data.transforms import NormalizeUint8
 
         preprocess = NormalizeUint8()
+    if model is None and runner is None:
+        raise ValueError("extract_descriptors needs a model or a runner")
     dim = getattr(model, "descriptor_dim", None)
     out = np.empty((n, int(dim)), dtype=out_np) if dim is not None else None
     filled = np.zeros(n, dtype=bool)
@@ -316,7 +325,8 @@ def extract_descriptors(
         loader = DataLoader(dataset, batch_sampler=[list(b) for b in batches], **loader_args)
     else:
         loader = DataLoader(dataset, batch_size=int(batch_size), shuffle=False, **loader_args)
-    model.to(dev)
+    if model is not None:
+        model.to(dev)
     autocast = (
         torch.autocast(device_type=dev.type, dtype=amp) if amp is not None else contextlib.nullcontext()
     )
@@ -330,9 +340,9 @@ def extract_descriptors(
     if decode_batch is not None:
         batch_iter = map(decode_batch, batch_iter)
     first = next(batch_iter, None)
-    runner: Any = None
-    if first is not None:
+    if first is not None and runner is None:
         # The engine is chosen (and checked against torch) on the first batch's size.
+        assert model is not None  # (checked above: no runner means a model)
         example = preprocess(_split_batch(first)[0][:1].to(dev))
         was_training = model.training
         try:
@@ -345,7 +355,9 @@ def extract_descriptors(
             model.train(was_training)
     if runner is not None:
         channels_last = False  # the engine has its own layout
-    forward: Callable[[Tensor], Tensor] = _compiled(model) if compile and runner is None else model
+    forward: Callable[[Tensor], Tensor] | None = (
+        _compiled(model) if compile and runner is None and model is not None else model
+    )
     # On a GPU the rows stay there until the end: copying each batch to the host would
     # wait for the device after every batch and leave it idle while the next is queued.
     on_device: Tensor | None = None
@@ -364,6 +376,8 @@ def extract_descriptors(
             if runner is not None and runner.accepts(images):
                 desc = runner(images)
             else:  # torch: no engine, or one traced at another image size
+                if forward is None:
+                    raise ValueError(f"the engine does not take batches of shape {tuple(images.shape)}")
                 if channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
                 with autocast:
