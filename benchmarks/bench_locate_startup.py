@@ -36,7 +36,7 @@ def run(src: Path, photo: str, index: Path) -> tuple[float, str, bool]:
     if proc.returncode != 0:
         raise SystemExit(f"locate failed ({src}):\n{proc.stderr[-3000:]}")
     best = next((line.strip() for line in proc.stdout.splitlines() if line.strip().startswith("#1")), "")
-    imported = any(line.rstrip().endswith("| torchvision") for line in proc.stderr.splitlines())
+    imported = any(line.split("|")[-1].strip() == "torchvision" for line in proc.stderr.splitlines())
     return wall, best, imported
 
 
