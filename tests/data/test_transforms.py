@@ -149,7 +149,10 @@ def test_resize_image_gives_torchvision_s_pixels(resize) -> None:  # type: ignor
         image = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
         ours = resize_image(image, resize)
         theirs = TF.resize(
-            image, list(resize) if isinstance(resize, tuple) else resize, InterpolationMode.BILINEAR, antialias=True
+            image,
+            list(resize) if isinstance(resize, tuple) else resize,
+            InterpolationMode.BILINEAR,
+            antialias=True,
         )
         assert ours.size == theirs.size
         np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))

@@ -174,7 +174,9 @@ class NetDescriber(Describer):
         ckpt = Path(checkpoint)
         if not ckpt.is_file():
             raise FileNotFoundError(f"checkpoint not found: {ckpt}")
-        return cls._from_file(ckpt, f"spec {spec!r}", lambda: cls._load_checkpoint(spec, ckpt), checkpoint=ckpt)
+        return cls._from_file(
+            ckpt, f"spec {spec!r}", lambda: cls._load_checkpoint(spec, ckpt), checkpoint=ckpt
+        )
 
     @classmethod
     def _from_file(
@@ -371,7 +373,9 @@ class NetDescriber(Describer):
             try:
                 self._export_engine = OnnxRuntimeEngine.from_graph(self._deferred.export, "fp32", None)
             except Exception as exc:  # (evicted or damaged since it was found: build the model)
-                log.warning("cached export %s unusable, building the model: %s", self._deferred.export.name, exc)
+                log.warning(
+                    "cached export %s unusable, building the model: %s", self._deferred.export.name, exc
+                )
                 return None
         return self._export_engine
 
@@ -387,7 +391,9 @@ class NetDescriber(Describer):
         needs_init = bool(getattr(aggregator, "requires_data_init", False)) and not bool(
             getattr(aggregator, "initialized", True)
         )
-        remember_checkpoint_export(self.checkpoint_key, self._model, spec=self.spec, needs_data_init=needs_init)
+        remember_checkpoint_export(
+            self.checkpoint_key, self._model, spec=self.spec, needs_data_init=needs_init
+        )
 
     def prepare(self, database: Sequence[Path], options: ExtractionOptions, seed: int = 0) -> bool:
         """Initialise NetVLAD clusters from the database when no checkpoint supplied them.
