@@ -190,7 +190,8 @@ class NetDescriber(Describer):
         fp32 CPU path runs the export directly. Otherwise the model is loaded now and the
         export recorded after its first extraction.
         """
-        from vgloc.models.engines import checkpoint_key, export_for_checkpoint, onnxruntime_available
+        from vgloc.models.checkpoint_exports import checkpoint_key, export_for_checkpoint
+        from vgloc.models.engines import onnxruntime_available
 
         key = checkpoint_key(sha256_file(path), how) if onnxruntime_available() else None
         facts = export_for_checkpoint(key) if key is not None else None
@@ -385,7 +386,7 @@ class NetDescriber(Describer):
             return  # (published models keep their own preprocessing: always built)
         if self.data_initialized:
             return  # (its weights are no longer the file's)
-        from vgloc.models.engines import remember_checkpoint_export
+        from vgloc.models.checkpoint_exports import remember_checkpoint_export
 
         aggregator = getattr(self._model, "aggregator", None)
         needs_init = bool(getattr(aggregator, "requires_data_init", False)) and not bool(
