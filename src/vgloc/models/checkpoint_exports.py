@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from vgloc.io import cache_dir
-from vgloc.models.engines import _CACHE, OPSET, _weights_version, fixed_image_size
+from vgloc.models.engines import _CACHE, _weights_version
+from vgloc.models.onnx_cache import OPSET, fixed_image_size
 
 __all__ = ["checkpoint_key", "export_for_checkpoint", "remember_checkpoint_export"]
 

@@ -23,17 +23,12 @@ fewer images than cores uses intra-op threads for the rest. Descriptors are iden
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import importlib.util
 import io
-import json
 import logging
 import os
-import platform
 import warnings
 import weakref
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -42,17 +37,22 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vgloc.io import atomic_path, cache_dir
-from vgloc.models.quantize import MIN_INT8_COSINE
+from vgloc.io import atomic_path
+from vgloc.models.onnx_cache import (
+    CACHE_KEEP,
+    OPSET,
+    _cache_path,
+    _optimized_path,
+    _prune,
+    fixed_image_size,
+)
+from vgloc.models.quantize import MIN_INT8_COSINE, Calibration
 
 __all__ = ["ENGINES", "OnnxRuntimeEngine", "cpu_cores", "onnxruntime_available", "select_engine"]
 
 log = logging.getLogger(__name__)
 
 ENGINES = ("auto", "torch", "onnxruntime")
-
-#: The ONNX opset of the export (part of the cache key).
-OPSET = 17
 
 #: Cosine below which an engine's output is refused (vs torch, on the first batch).
 MIN_COSINE = 0.9999
@@ -89,86 +89,6 @@ def cpu_cores() -> int:
 def _weights_version(model: nn.Module) -> tuple[int, ...]:
     """Changes whenever a parameter or buffer is modified in place (torch's version counters)."""
     return tuple(t._version for t in (*model.parameters(), *model.buffers()))
-
-
-#: ONNX exports kept on disk (the most recently written); each is the size of the weights.
-CACHE_KEEP = 8
-
-
-def _prune(folder: Path, keep: int) -> None:
-    """Delete all but the ``keep`` most recently written exports in ``folder``."""
-    # An export is "<sha256>.onnx"; its derived graphs ("<sha256>.<cpu>.optimized.onnx",
-    # "<sha256>.int8-<key>.onnx" and the int8 graph's optimised forms) go with it.
-    exports = sorted(
-        (f for f in folder.glob("*.onnx") if "." not in f.stem),
-        key=lambda f: f.stat().st_mtime,
-        reverse=True,
-    )
-    for old in exports[keep:]:
-        old.unlink(missing_ok=True)
-        for derived in folder.glob(f"{old.stem}.*.onnx"):
-            derived.unlink(missing_ok=True)
-    # Checkpoint records whose export is gone (export_for_checkpoint ignores them anyway).
-    for alias in folder.glob("checkpoint-*.json"):
-        try:
-            target = folder / str(json.loads(alias.read_text())["export"])
-        except (OSError, ValueError, KeyError, TypeError):
-            target = None
-        if target is None or not target.is_file():
-            alias.unlink(missing_ok=True)
-
-
-def fixed_image_size(model: nn.Module) -> bool:
-    """Whether tracing ``model`` bakes the input's height and width into the graph.
-
-    A module says so with a true ``onnx_fixed_image_size`` attribute (DINOv2's
-    position-embedding interpolation is computed from the traced size); such an export
-    only takes images of the size it was traced at.
-    """
-    return any(getattr(m, "onnx_fixed_image_size", False) for m in model.modules())
-
-
-def _cache_path(model: nn.Module, image_hw: tuple[int, int] | None = None) -> Path:
-    """Where the ONNX export of ``model`` is cached: a hash of everything the graph depends on.
-
-    ``image_hw`` is part of the key for models whose graph is traced at a fixed size.
-    """
-    import onnxruntime as ort
-
-    digest = hashlib.sha256()
-    digest.update(f"{type(model).__qualname__}|{getattr(model, 'spec', '')}|opset{OPSET}".encode())
-    if image_hw is not None:
-        digest.update(f"|fixed size {image_hw[0]}x{image_hw[1]}".encode())
-    digest.update(f"|torch {torch.__version__}|onnxruntime {ort.__version__}".encode())
-    for name, tensor in model.state_dict().items():
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"|{name}|{tuple(t.shape)}|{t.dtype}|".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().data if t.numel() else b"")  # (no copy)
-    return cache_dir() / "onnx" / f"{digest.hexdigest()}.onnx"
-
-
-@functools.lru_cache(maxsize=1)
-def _cpu_signature() -> str:
-    """What ONNX Runtime's optimised graph depends on: its version, the CPU model and its flags.
-
-    The optimised graph holds layouts chosen for this CPU's vector width (NCHWc blocks),
-    so a cache shared between machines keeps one file per CPU kind.
-    """
-    import onnxruntime as ort
-
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        info = ""
-    wanted = ("model name", "flags")
-    lines = sorted({line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith(wanted)})
-    digest = hashlib.sha256(f"onnxruntime {ort.__version__}|{platform.machine()}|{lines}".encode())
-    return digest.hexdigest()[:16]
-
-
-def _optimized_path(cache_path: Path) -> Path:
-    """Where ONNX Runtime's optimised form of the cached export ``cache_path`` is kept for this CPU."""
-    return cache_path.with_name(f"{cache_path.stem}.{_cpu_signature()}.optimized.onnx")
 
 
 class OnnxRuntimeEngine:
@@ -378,7 +298,7 @@ def select_engine(
     amp: torch.dtype | None,
     example: Tensor,
     *,
-    int8_calibration: Callable[[tuple[int, int]], np.ndarray] | None = None,
+    int8_calibration: Calibration | None = None,
 ) -> Any | None:
     """The engine to run ``model`` with, or None for torch itself.
 
@@ -388,8 +308,8 @@ def select_engine(
     A failed conversion, or a first output that differs from torch's (cosine <
     :data:`MIN_COSINE`), falls back to torch with a warning.
 
-    With ``int8_calibration`` (``precision="int8"``; it maps an image size (H, W) to the
-    normalised calibration batch, float32 ``(N, 3, H, W)``) the fp32 export is quantised
+    With ``int8_calibration`` (``precision="int8"``; the
+    :class:`~vgloc.models.quantize.Calibration` set, normalised as the inputs are) the fp32 export is quantised
     to int8 (:mod:`vgloc.models.quantize`, once per model and cached) and the int8 engine
     is returned when its descriptors of the calibration images and of ``example`` (the
     caller's first image) are within cosine :data:`~vgloc.models.quantize.MIN_INT8_COSINE`
@@ -466,9 +386,7 @@ def _min_cosine(a: Tensor, b: Tensor) -> float:
     )
 
 
-def _int8_engine(
-    fp32: OnnxRuntimeEngine, calibration_for: Callable[[tuple[int, int]], np.ndarray]
-) -> OnnxRuntimeEngine:
+def _int8_engine(fp32: OnnxRuntimeEngine, calibration: Calibration) -> OnnxRuntimeEngine:
     """The int8 engine of a verified fp32 engine: quantised once per export and cached on disk.
 
     A new quantisation is checked on its own calibration images (every descriptor within
@@ -478,23 +396,23 @@ def _int8_engine(
 
     from vgloc.models.quantize import CALIBRATION_HW, cpu_has_int8_dot, quantize_onnx, quantized_path
 
-    calibration = calibration_for(fp32.fixed_hw or CALIBRATION_HW)
+    hw = fp32.fixed_hw or CALIBRATION_HW
     reduce_range = not cpu_has_int8_dot()
-    path = quantized_path(fp32.cache_path, calibration, reduce_range)
+    # (The key needs no rendering: the views are rendered only to quantise.)
+    path = quantized_path(fp32.cache_path, calibration.key(hw), reduce_range)
     if path.is_file():
         return OnnxRuntimeEngine.from_graph(path, "int8", fp32.fixed_hw, fp32.cores)
-    log.info(
-        "quantising the network to int8 (once per model; calibrated on %d synthetic views)", len(calibration)
-    )
+    views = calibration.batch(hw)
+    log.info("quantising the network to int8 (once per model; calibrated on %d synthetic views)", len(views))
     if not fp32.cache_path.is_file():
         # The export could not be cached (a read-only cache): no place for the int8 graph either.
         raise RuntimeError(f"the ONNX cache {fp32.cache_path.parent} is not writable")
     source = fp32.cache_path
     with tempfile.TemporaryDirectory() as work:
         candidate = Path(work) / "int8.onnx"
-        quantize_onnx(source, calibration, candidate, reduce_range=reduce_range)
+        quantize_onnx(source, views, candidate, reduce_range=reduce_range)
         engine = OnnxRuntimeEngine.from_graph(candidate, "int8", fp32.fixed_hw, fp32.cores)
-        batch = torch.from_numpy(calibration)
+        batch = torch.from_numpy(views)
         cos = _min_cosine(fp32(batch), engine(batch))
         if not cos >= MIN_INT8_COSINE:
             raise RuntimeError(

@@ -197,23 +197,19 @@ def _inference_setup(model: nn.Module | None, channels_last: bool) -> Iterator[N
             model.to(memory_format=torch.contiguous_format)
 
 
-def _int8_calibration(preprocess: Callable[[Tensor], Tensor]) -> Callable[[tuple[int, int]], np.ndarray]:
-    """The calibration batch of an int8 graph at a size, normalised as ``preprocess`` normalises.
+def _int8_calibration(preprocess: Callable[[Tensor], Tensor]) -> Any:
+    """The :class:`~vgloc.models.quantize.Calibration` of an int8 graph, normalised as ``preprocess`` does.
 
     Query-only photometric changes (test-time brightness, contrast, saturation) are left
     out, so database and queries get the same int8 graph.
     """
     from vgloc.data.transforms import NormalizeUint8
-    from vgloc.models.quantize import calibration_images
+    from vgloc.models.quantize import Calibration
 
     if isinstance(preprocess, NormalizeUint8):
-        preprocess = NormalizeUint8(mean=preprocess.mean, std=preprocess.std)  # type: ignore[arg-type]
-
-    def batch(hw: tuple[int, int]) -> np.ndarray:
-        with torch.no_grad():
-            return preprocess(torch.from_numpy(calibration_images(hw))).float().numpy()
-
-    return batch
+        plain = NormalizeUint8(mean=preprocess.mean, std=preprocess.std)  # type: ignore[arg-type]
+        return Calibration(plain, f"mean={plain.mean} std={plain.std}")
+    return Calibration(preprocess)
 
 
 def extract_descriptors(

@@ -30,11 +30,13 @@ import functools
 import hashlib
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from vgloc.io import atomic_path
 
@@ -42,6 +44,7 @@ __all__ = [
     "CALIBRATION_HW",
     "CALIBRATION_IMAGES",
     "MIN_INT8_COSINE",
+    "Calibration",
     "calibration_images",
     "cpu_has_int8_dot",
     "quantize_onnx",
@@ -102,15 +105,46 @@ def calibration_images(hw: tuple[int, int], n: int = CALIBRATION_IMAGES) -> np.n
     return np.stack(views).transpose(0, 3, 1, 2).copy()
 
 
-def quantized_path(fp32_path: Path, calibration: np.ndarray, reduce_range: bool) -> Path:
-    """Where the int8 graph of the export ``fp32_path`` calibrated on ``calibration`` is cached."""
+@dataclass(frozen=True)
+class Calibration:
+    """The calibration set of an int8 graph: :func:`calibration_images`, normalised by ``normalize``.
+
+    Attributes:
+        normalize: uint8 ``(N, 3, H, W)`` -> the graph's float input.
+        description: what alone determines ``normalize`` (its mean and std), so the cache
+            key needs no rendering; None hashes the normalised pixels instead.
+    """
+
+    normalize: Callable[[torch.Tensor], torch.Tensor]
+    description: str | None = None
+
+    def batch(self, hw: tuple[int, int]) -> np.ndarray:
+        """The normalised calibration views at ``hw``, float32 ``(N, 3, H, W)``."""
+        with torch.no_grad():
+            return self.normalize(torch.from_numpy(calibration_images(hw))).float().numpy()
+
+    def key(self, hw: tuple[int, int]) -> str:
+        """A hash of the calibration tensor at ``hw`` (rendered only when ``description`` is None)."""
+        from vgloc.data.synthetic.generate import GENERATOR_VERSION
+
+        digest = hashlib.sha256()
+        if self.description is not None:
+            text = f"views {CALIBRATION_IMAGES} at {hw[0]}x{hw[1]}, generator {GENERATOR_VERSION}|{self.description}"
+            digest.update(text.encode())
+        else:
+            array = np.ascontiguousarray(self.batch(hw), dtype=np.float32)
+            digest.update(f"{array.shape}|".encode())
+            digest.update(array.data)
+        return digest.hexdigest()
+
+
+def quantized_path(fp32_path: Path, calibration_key: str, reduce_range: bool) -> Path:
+    """Where the int8 graph of the export ``fp32_path`` calibrated as ``calibration_key`` says is cached."""
     import onnxruntime as ort
 
     digest = hashlib.sha256()
     digest.update(f"onnxruntime {ort.__version__}|{_SETTINGS}|reduce_range={reduce_range}|".encode())
-    array = np.ascontiguousarray(calibration, dtype=np.float32)
-    digest.update(f"{array.shape}|".encode())
-    digest.update(array.data)
+    digest.update(calibration_key.encode())
     return fp32_path.with_name(f"{fp32_path.stem}.int8-{digest.hexdigest()[:16]}.onnx")
 
 
