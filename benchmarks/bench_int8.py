@@ -45,10 +45,11 @@ def describe(describer, paths, precision: str, queries: bool) -> tuple[np.ndarra
 
 def recall(db: np.ndarray, q: np.ndarray, positives: list[np.ndarray]) -> tuple[dict[int, float], np.ndarray]:
     """Recall@N (percent) of exact inner-product search, and each query's top-1."""
-    order = np.argsort(-(q @ db.T), axis=1)[:, : max(RECALLS)]
-    hits = {n: 100.0 * float(np.mean([np.isin(o[:n], p).any() for o, p in zip(order, positives, strict=True)]))
-            for n in RECALLS}  # fmt: skip
-    return hits, order[:, 0]
+    from vgloc.evaluation.recall import recall_at_n
+    from vgloc.index.faiss_search import exact_search
+
+    _, order = exact_search(db, q, max(RECALLS))
+    return recall_at_n(order, positives, RECALLS), order[:, 0]
 
 
 def run_case(name: str, describer, split) -> dict:

@@ -139,22 +139,26 @@ class EncodedImageDataset(Dataset[tuple[torch.Tensor, int, bool, str]]):
                 data = item.read_bytes()
             except OSError as exc:
                 raise DataError(f"{item}: cannot read image ({type(exc).__name__}: {exc})") from exc
-            if data.startswith(_JPEG_MAGIC) and (self.orients or _orientation(item) == 1):
+            if data.startswith(_JPEG_MAGIC) and (self.orients or _orientation_of(data) == 1):
                 payload = torch.frombuffer(bytearray(data), dtype=torch.uint8)
                 return payload, index, True, str(item)
         image, _ = self.pillow[index]
         return image, index, False, str(item) if isinstance(item, Path) else f"image #{index}"
 
 
-def _orientation(path: Path) -> int:
-    """A JPEG's EXIF orientation (1 when it has none), from its header."""
+def _orientation_of(data: bytes) -> int:
+    """A JPEG's EXIF orientation (1 when it has none), from the bytes already read (header only)."""
+    import io
+
     from PIL import Image
 
+    from vgloc.data.images import _orientation
+
     try:
-        with Image.open(path) as im:
-            return int(im.getexif().get(0x0112, 1))
-    except Exception:
-        return 1  # (an unreadable header: Pillow's path reports the file properly)
+        with Image.open(io.BytesIO(data)) as im:
+            return _orientation(im)
+    except OSError:
+        return 1  # (an unreadable header: the decoder reports the file properly)
 
 
 def collate_encoded(items: Sequence[tuple[torch.Tensor, int, bool, str]]) -> EncodedBatch:

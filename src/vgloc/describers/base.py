@@ -59,9 +59,6 @@ PRECISIONS = ("fp32", "bf16", "fp16", "int8", "auto")
 #: Engine names (as :data:`vgloc.models.engines.ENGINES`).
 ENGINE_NAMES = ("auto", "torch", "onnxruntime")
 
-#: Decode modes (as :data:`vgloc.data.device_decode.DECODE_MODES`).
-DECODE_MODES = ("cpu", "device")
-
 
 @dataclass
 class ExtractionOptions:
@@ -128,9 +125,7 @@ class ExtractionOptions:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.decode not in DECODE_MODES:
-            raise ValueError(f"unknown decode mode {self.decode!r}; choose one of {', '.join(DECODE_MODES)}")
-        if self.decode == "device":
+        if self.decode != "cpu":  # (the default needs no check, nor torch imported for one)
             from vgloc.data.device_decode import check_decode
 
             check_decode(self.decode)

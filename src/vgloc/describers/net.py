@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,18 @@ MODEL_FILE_IN_INDEX = "model.pt"
 
 
 def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    """Hex SHA-256 of a file, read in 1 MiB chunks.
+
+    Remembered per process for the same file, size and modification time: loading a
+    checkpoint hashes it to verify it, to find its cached export and to record it in an
+    index, and a ResNet-50 file is ~100 MB.
+    """
+    stat = os.stat(path)
+    return _sha256_of(os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -99,6 +112,7 @@ class NetDescriber(Describer):
         #: recorded after an extraction so that later processes can skip the model.
         self.checkpoint_key: str | None = None if deferred is None else deferred.key
         self._export_engine: Any = None  # the engine over the deferred model's export, once opened
+        self._export_recorded = False  # (recorded once: not a file write per locate call)
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.pretrained = pretrained
         self.data_initialized = False
@@ -384,15 +398,15 @@ class NetDescriber(Describer):
         """After an extraction with the built model: record its export for the checkpoint file."""
         if self.checkpoint_key is None or self._model is None or self.published is not None:
             return  # (published models keep their own preprocessing: always built)
-        if self.data_initialized:
-            return  # (its weights are no longer the file's)
+        if self.data_initialized or self._export_recorded:
+            return  # (its weights are no longer the file's; or done already)
         from vgloc.models.checkpoint_exports import remember_checkpoint_export
 
         aggregator = getattr(self._model, "aggregator", None)
         needs_init = bool(getattr(aggregator, "requires_data_init", False)) and not bool(
             getattr(aggregator, "initialized", True)
         )
-        remember_checkpoint_export(
+        self._export_recorded = remember_checkpoint_export(
             self.checkpoint_key, self._model, spec=self.spec, needs_data_init=needs_init
         )
 
