@@ -15,6 +15,9 @@ from vgloc.index.ondisk import ON_DISK_ENV, should_map
 SPEC = "resnet18+gem+fc32"
 
 
+# Toy data forced onto the approximate index trains its codebooks on a few hundred vectors;
+# that warning is tested in test_faiss_index.py and is noise here.
+@pytest.mark.filterwarnings("ignore:faiss factory.*below faiss's recommended:UserWarning")
 @pytest.mark.parametrize(
     ("factory", "exact_max", "pca"),
     [("Flat", 100_000, None), ("IVF4,Flat", 100_000, None), ("auto", 100, None), ("auto", 100, 16)],

@@ -46,6 +46,9 @@ def test_pca_index_reduces_the_database_and_the_queries(tmp_path: Path) -> None:
     assert isinstance(faiss.downcast_index(back.index), faiss.IndexPreTransform)
 
 
+# Toy data forced onto the approximate index trains its codebooks on a few hundred vectors;
+# that warning is tested in test_faiss_index.py and is noise here.
+@pytest.mark.filterwarnings("ignore:faiss factory.*below faiss's recommended:UserWarning")
 def test_pca_with_auto_keeps_every_stage_in_the_reduced_space() -> None:
     desc, q = _data(), _data(40, seed=9)
     gi = GeoIndex.build(

@@ -60,22 +60,6 @@ def test_other_weights_get_another_cache_file_and_a_damaged_file_is_replaced(cac
         torch.testing.assert_close(engine(example), model(example), atol=1e-5, rtol=1e-4)
 
 
-def test_the_cache_keeps_only_the_most_recent_exports(cache: Path) -> None:
-    from vgloc.models import engines
-
-    folder = cache / "onnx"
-    folder.mkdir()
-    import os
-
-    for i in range(engines.CACHE_KEEP + 3):
-        f = folder / f"{i:02d}.onnx"
-        f.write_bytes(b"x")
-        os.utime(f, (1000 + i, 1000 + i))
-    engines._prune(folder, keep=engines.CACHE_KEEP)
-    left = sorted(f.name for f in folder.glob("*.onnx"))
-    assert left == [f"{i:02d}.onnx" for i in range(3, engines.CACHE_KEEP + 3)]
-
-
 def test_only_checked_exports_are_cached_and_a_cached_one_skips_the_torch_check(
     cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

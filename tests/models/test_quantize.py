@@ -135,24 +135,6 @@ def test_the_option_lists_agree_with_the_extraction_code() -> None:
     assert base.ENGINE_NAMES == engines.ENGINES
 
 
-def test_the_int8_graphs_leave_the_cache_with_their_export(cache: Path) -> None:
-    import os
-
-    from vgloc.models import engines
-
-    folder = cache / "onnx"
-    folder.mkdir()
-    for i in range(engines.CACHE_KEEP + 1):
-        for name in (f"{i:02d}.onnx", f"{i:02d}.int8-abc.onnx", f"{i:02d}.int8-abc.cpu.optimized.onnx"):
-            (folder / name).write_bytes(b"x")
-            os.utime(folder / name, (1000 + i, 1000 + i))
-    engines._prune(folder, keep=engines.CACHE_KEEP)
-    left = {p.name for p in folder.iterdir()}
-    assert not any(n.startswith("00.") for n in left)  # the oldest export and its int8 forms
-    assert {"01.onnx", "01.int8-abc.onnx", "01.int8-abc.cpu.optimized.onnx"} <= left
-    assert len(left) == 3 * engines.CACHE_KEEP
-
-
 @pytest.mark.slow
 def test_int8_keeps_the_real_photos_neighbours(lund_dir: Path, cache: Path, monkeypatch) -> None:
     """Real photos at the VG benchmark's size: cosine >= 0.999 and each photo's neighbours in the same order."""

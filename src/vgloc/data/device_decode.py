@@ -135,8 +135,12 @@ class EncodedImageDataset(Dataset[tuple[torch.Tensor, int, bool, str]]):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, bool, str]:
         item = self.pillow.paths[index]
         if isinstance(item, Path) and self.exif_transpose:
+            # Only a JPEG is read whole here; anything else goes to Pillow unread (read once).
             try:
-                data = item.read_bytes()
+                with item.open("rb") as fh:
+                    data = fh.read(len(_JPEG_MAGIC))
+                    if data == _JPEG_MAGIC:
+                        data += fh.read()
             except OSError as exc:
                 raise DataError(f"{item}: cannot read image ({type(exc).__name__}: {exc})") from exc
             if data.startswith(_JPEG_MAGIC) and (self.orients or _orientation_of(data) == 1):
