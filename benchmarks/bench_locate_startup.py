@@ -6,6 +6,7 @@ database at 480x640) is built once; then each side runs ``--repeats`` fresh proc
 alternating, after one warm-up each (so the ONNX export and, for AFTER, the checkpoint's
 export record are cached). Reported: wall seconds per process (median, min, max), the
 same best match on both sides, and whether torchvision was imported (``-X importtime``).
+``--precision int8`` builds the index in int8, so its locate queries are described in int8.
 
     git worktree add /tmp/locate_before <commit>
     python benchmarks/bench_locate_startup.py --before-src /tmp/locate_before/src \
@@ -49,6 +50,7 @@ def main() -> None:
     ap.add_argument("--after-src", type=Path, default=HERE.parent / "src")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "vgloc_bench_locate")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--precision", default="auto", help="the index's precision (auto, int8)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
@@ -59,11 +61,10 @@ def main() -> None:
 
     root = generate_city(args.work / "city", "tiny", 0, image_size=(480, 640), progress=False)
     split = load_split(root, "test", progress=False)
-    index = args.work / "index"
+    index = args.work / f"index_{args.precision}"
     if not (index / "metadata.json").is_file():
-        vgloc.build_index(
-            split.database, "resnet18+gem", index, options=ExtractionOptions(progress=False), seed=0
-        )
+        options = ExtractionOptions(progress=False, precision=args.precision)
+        vgloc.build_index(split.database, "resnet18+gem", index, options=options, seed=0)
     photo = str(split.queries["queries"].paths[0])
     sides = {"before": args.before_src.resolve(), "after": args.after_src.resolve()}
     walls: dict[str, list[float]] = {name: [] for name in sides}
@@ -96,6 +97,7 @@ def main() -> None:
         args.out,
         command=command_line(),
         machine=machine_info(),
+        precision=args.precision,
         sides=rows,
         ratio=round(ratio, 3),
         same_best=same,

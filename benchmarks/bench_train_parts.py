@@ -10,6 +10,9 @@ FC 512 with the early layers frozen:
 * forward + backward in fp32, contiguous (NCHW) against channels_last.
 
 Each pair runs alternately ``--repeats`` times; the median seconds of each are printed.
+Then the channels_last forward + backward is split: the frozen early layers' forward alone
+(no gradients; BatchNorm in training mode, as in both recipes) against the whole, which
+bounds what any trick confined to the frozen layers could save.
 
     nice python benchmarks/bench_train_parts.py --repeats 3 --out benchmarks/results/train_parts.json
 """
@@ -96,6 +99,29 @@ def main() -> None:
         mb, ma = statistics.median(tb), statistics.median(ta)
         results[name] = {"before_s": round(mb, 4), "after_s": round(ma, 4), "speedup": round(mb / ma, 2)}
         print(f"{name:24s} before {mb:8.3f} s  after {ma:8.3f} s  {mb / ma:5.2f}x", flush=True)
+    # The frozen prefix (conv1 .. layer2 for a ResNet) as one Sequential slice.
+    n_frozen = max(int(path.split(".")[0]) for path in model.backbone.frozen) + 1
+    prefix = model.backbone[:n_frozen]
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+
+    def frozen_forward() -> None:
+        model.to(memory_format=torch.channels_last)
+        with torch.no_grad():
+            prefix(x_cl)
+
+    tw, tf = [], []
+    for _ in range(args.repeats):
+        tw.append(seconds(lambda: fwd_bwd(True)))
+        tf.append(seconds(frozen_forward))
+    whole, frozen = statistics.median(tw), statistics.median(tf)
+    results["split_channels_last"] = {
+        "forward_backward_s": round(whole, 4),
+        "frozen_forward_s": round(frozen, 4),
+        "frozen_share": round(frozen / whole, 3),
+    }
+    print(
+        f"{'frozen layers forward':24s} {frozen:8.3f} s of {whole:.3f} s ({frozen / whole:.0%})", flush=True
+    )
     labels = {"augmentation": "per-image -> batched", "adam_update": "default -> fused",
               "forward_backward_fp32": "NCHW -> channels_last"}  # fmt: skip
     out = {"command": command_line(), "machine": machine_info(), "batch": b, "size": args.size,

@@ -188,7 +188,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
-    work = args.work.resolve()
+    # One folder per city: CosPlace caches its class grouping under the working folder by
+    # the split's folder name, so two cities sharing one folder would share that cache.
+    work = args.work.resolve() / args.city
     work.mkdir(parents=True, exist_ok=True)
     cp_root, vg_root = build_layout(work, args.city, args.n_eval)
     b, it = args.batch_size, args.iterations

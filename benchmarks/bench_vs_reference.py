@@ -169,7 +169,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
-    work = args.work.resolve()
+    work = args.work.resolve() / args.city  # one folder per city: layouts are links, never mixed
     work.mkdir(parents=True, exist_ok=True)
     root = build_folder(work, args.city)
     n_db = len(list((root / "database").iterdir()))

@@ -7,13 +7,31 @@
 # Results come back as $OUT/*.json and $OUT/*.log; copy them to benchmarks/results/gpu_*.json
 # and the tables into BENCHMARKS.md. Each step has its own time limit, and a failed step
 # does not stop the others; steps run in order of importance.
+#
+# Rehearsal on a CPU machine (so a GPU session does not spend its device time on a plumbing
+# bug): `ROWS_DEVICE=cpu ROWS_SMOKE=1 bash benchmarks/gpu/rows.sh` runs the same steps at toy
+# sizes with the Python on PATH (wheels are installed only when .whl/ exists).
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/gpu_rows_out}
 mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    > "$OUT/setup.log" 2>&1 || { echo "wheel install failed"; cat "$OUT/setup.log"; exit 1; }
-export PYTHONPATH=/tmp/site:$PWD/src:$PWD/benchmarks
+DEVICE=${ROWS_DEVICE:-cuda}
+if [ "${ROWS_SMOKE:-0}" = 1 ]; then
+    # toy sizes: the plumbing, not the numbers
+    EXTRACT=(--images 32 --batch-size 8 --precisions fp32) CITY=tiny REPEATS=1 STEPS=(--iterations 3 --warmup 1)
+    TRAIN_CITY=small  # CosPlace forms no class group from the tiny one
+    SCALE=4           # 2 CPU cores render the cities ~8x slower than the GPU machine's 16
+else
+    EXTRACT=(--images 2048 --batch-size 64 --precisions fp32,fp16) CITY=small REPEATS=2 STEPS=(--iterations 30 --warmup 5)
+    TRAIN_CITY=small
+    SCALE=1
+fi
+SITE=/tmp/site
+if [ -d .whl ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl \
+        > "$OUT/setup.log" 2>&1 || { echo "wheel install failed"; cat "$OUT/setup.log"; exit 1; }
+fi
+export PYTHONPATH=$SITE:$PWD/src:$PWD/benchmarks
 WORK=/tmp/gpu_rows
 mkdir -p "$WORK"
 {
@@ -24,7 +42,7 @@ mkdir -p "$WORK"
 cat "$OUT/machine.log"
 
 step() {  # step NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.log
-    local name=$1 limit=$2
+    local name=$1 limit=$(($2 * SCALE))
     shift 2
     local t0=$SECONDS
     timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
@@ -33,18 +51,18 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.log
 }
 
 # 1. The network alone vs vgloc's extraction path (inputs in memory), fp32 and fp16.
-step extract 120 python3 benchmarks/bench_extract.py --model resnet18+gem+fc512 --device cuda \
-    --sizes 480x640 --precisions fp32,fp16 --images 2048 --batch-size 64 --network --out "$OUT/gpu_extract.json"
+step extract 120 python3 benchmarks/bench_extract.py --model resnet18+gem+fc512 --device "$DEVICE" \
+    --sizes 480x640 "${EXTRACT[@]}" --network --out "$OUT/gpu_extract.json"
 
 # 2. vgloc eval against CosPlace's own evaluation, whole processes, the same JPEGs and weights
 #    (the small city's test split at 480x640: 692 images; generated here on 16 cores),
 #    defaults vs more decoding workers vs nvJPEG decoding vs the exact fp32 path.
-step vs_reference 330 python3 benchmarks/bench_vs_reference.py --device cuda --city small \
-    --anchors .anchors/cosplace --work "$WORK/vs_reference" --repeats 2 \
+step vs_reference 330 python3 benchmarks/bench_vs_reference.py --device "$DEVICE" --city "$CITY" \
+    --anchors .anchors/cosplace --work "$WORK/vs_reference" --repeats "$REPEATS" \
     --variant "nvjpeg=--decode device" --variant "fp32=--precision fp32" \
     --out "$OUT/gpu_vs_reference.json"
 
 # 3. A CosPlace training step against CosPlace's train.py (ResNet-18, 224 px, batch 32).
-step train 150 python3 benchmarks/bench_train_vs_reference.py --device cuda --anchors .anchors/cosplace \
-    --work "$WORK/train" --iterations 30 --warmup 5 --repeats 1 --out "$OUT/gpu_train_vs_reference.json"
+step train 150 python3 benchmarks/bench_train_vs_reference.py --device "$DEVICE" --anchors .anchors/cosplace \
+    --city "$TRAIN_CITY" --work "$WORK/train" "${STEPS[@]}" --repeats 1 --out "$OUT/gpu_train_vs_reference.json"
 ls -la "$OUT"

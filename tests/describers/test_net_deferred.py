@@ -58,6 +58,27 @@ def test_the_second_load_skips_the_model_and_gives_the_same_descriptors(
     np.testing.assert_array_equal(got, expected)
 
 
+def test_int8_quantises_the_recorded_export_without_the_model(
+    cache: Path, checkpoint: Path, photos: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vgloc.models import quantize
+
+    monkeypatch.setattr(quantize, "CALIBRATION_HW", (96, 128))  # (small views: a fast suite)
+    int8 = ExtractionOptions(image_size=(64, 96), batch_size=4, precision="int8", progress=False)
+    built = NetDescriber.from_spec("", checkpoint)
+    fp32 = built.describe(photos, OPTIONS)  # records the export
+    expected = built.describe(photos, int8)
+    assert built._model is not None
+
+    deferred = NetDescriber.from_spec("", checkpoint)
+    assert deferred._model is None
+    got = deferred.describe(photos, int8)
+    assert deferred._model is None  # quantised from the export, never built
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert (got != fp32).any()  # (really the int8 graph, not fp32's)
+    assert deferred._export_engine.int8_forms  # the quantised form is kept for the next call
+
+
 def test_paths_the_export_cannot_serve_build_the_model(
     cache: Path, checkpoint: Path, photos: list[Path]
 ) -> None:

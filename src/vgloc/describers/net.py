@@ -368,9 +368,10 @@ class NetDescriber(Describer):
     def _export_runner(self, options: ExtractionOptions) -> Any:
         """The engine over the deferred model's cached export, when it serves ``options``.
 
-        That is the fp32 CPU path of ONNX Runtime (``precision="auto"`` on a CPU without
-        native bf16, or ``"fp32"`` with ``engine="onnxruntime"``); anything else (torch,
-        bf16, int8, a GPU) builds the model. None when the model is built or cannot be skipped.
+        That is the CPU path of ONNX Runtime: fp32 (``precision="auto"`` on a CPU without
+        native bf16, or ``"fp32"`` with ``engine="onnxruntime"``) and int8 (quantised from
+        that export by :func:`vgloc.models.extract_descriptors`); anything else (torch, bf16,
+        a GPU) builds the model. None when the model is built or cannot be skipped.
         """
         if self._model is not None or self._deferred is None:
             return None
@@ -380,7 +381,8 @@ class NetDescriber(Describer):
         fp32_engine = (options.precision == "auto" and options.engine in ("auto", "onnxruntime")) or (
             options.precision == "fp32" and options.engine == "onnxruntime"
         )
-        if not (on_cpu and fp32_engine and not cpu_has_fast_bf16()):
+        int8_engine = options.precision == "int8" and options.engine in ("auto", "onnxruntime")
+        if not (on_cpu and ((fp32_engine and not cpu_has_fast_bf16()) or int8_engine)):
             return None
         if self._export_engine is None:
             from vgloc.models.engines import OnnxRuntimeEngine

@@ -60,10 +60,6 @@ MIN_COSINE = 0.9999
 _CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], OnnxRuntimeEngine]] = (
     weakref.WeakKeyDictionary()
 )
-#: The int8 engine per model (or its fp32 engine where int8 was refused), as :data:`_CACHE`.
-_INT8_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], OnnxRuntimeEngine]] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 def onnxruntime_available() -> bool:
@@ -113,6 +109,8 @@ class OnnxRuntimeEngine:
         self._pool: ThreadPoolExecutor | None = None
         #: What the graph computes in: "fp32" (the export) or "int8" (:meth:`from_graph`).
         self.precision = "fp32"
+        #: Its int8 forms per calibration key, or itself where int8 was refused (:func:`int8_of`).
+        self.int8_forms: dict[str, OnnxRuntimeEngine] = {}
         options = self._options(1)
         #: (H, W) the graph was traced at, when it only takes that size (None: any size).
         self.fixed_hw = (int(example.shape[-2]), int(example.shape[-1])) if fixed_image_size(model) else None
@@ -188,6 +186,7 @@ class OnnxRuntimeEngine:
         self.session = self._open_cached()
         self._sessions[1] = self.session
         self.verified = False
+        self.int8_forms = {}
         return self
 
     def _open_cached(self) -> Any:
@@ -360,22 +359,36 @@ def select_engine(
         _CACHE[model] = (version, compiled)
     if int8_calibration is None:
         return compiled
-    cached8 = _INT8_CACHE.get(model)
-    if cached8 is not None and cached8[0] == version:
-        return cached8[1]
+    return int8_of(compiled, int8_calibration, example)
+
+
+def int8_of(fp32: OnnxRuntimeEngine, calibration: Calibration, example: Tensor) -> OnnxRuntimeEngine:
+    """The int8 form of a checked fp32 engine, or ``fp32`` itself (with a warning) when refused.
+
+    Quantised once per export (:func:`_int8_engine`, cached on disk) and kept only when
+    its descriptor of ``example`` (the caller's first image, ``(B, 3, H, W)`` normalised)
+    is within cosine :data:`~vgloc.models.quantize.MIN_INT8_COSINE` of fp32's. The answer
+    is remembered on ``fp32`` per calibration set, so later calls repeat no check.
+    """
+    from vgloc.models.quantize import CALIBRATION_HW
+
+    key = calibration.key(fp32.fixed_hw or CALIBRATION_HW)
+    forms = fp32.int8_forms
+    if key in forms:
+        return forms[key]
     try:
-        quantized = _int8_engine(compiled, int8_calibration)
+        quantized = _int8_engine(fp32, calibration)
         with torch.no_grad():
             probe = example[:1].float()
-            cos = _min_cosine(compiled(probe), quantized(probe))
+            cos = _min_cosine(fp32(probe), quantized(probe))
         if not cos >= MIN_INT8_COSINE:
             raise RuntimeError(
                 f"its descriptor of the first image is at cosine {cos:.5f} of fp32's (< {MIN_INT8_COSINE})"
             )
     except Exception as exc:
         log.warning("int8 engine refused, running fp32 under ONNX Runtime instead: %s", exc)
-        quantized = compiled
-    _INT8_CACHE[model] = (version, quantized)
+        quantized = fp32
+    forms[key] = quantized
     return quantized
 
 

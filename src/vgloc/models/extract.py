@@ -277,7 +277,8 @@ def extract_descriptors(
             :class:`vgloc.data.device_decode.DeviceDecoder`).
         runner: an engine to run instead of choosing one (e.g. an
             :class:`~vgloc.models.engines.OnnxRuntimeEngine` over a cached export); ``model``
-            may then be None, and the engine must take every batch.
+            may then be None, and the engine must take every batch. With ``precision="int8"``
+            an fp32 engine is quantised (:func:`vgloc.models.engines.int8_of`).
 
     Returns:
         Descriptors, row ``i`` for dataset item ``i``.
@@ -349,6 +350,12 @@ def extract_descriptors(
             runner = select_engine(model.eval(), chosen, dev, amp, example, int8_calibration=calibration)
         finally:
             model.train(was_training)
+    elif first is not None and precision == "int8" and getattr(runner, "precision", None) == "fp32":
+        # A given fp32 export (a deferred model's, vgloc.describers.net) quantised as above.
+        from vgloc.models.engines import int8_of
+
+        example = preprocess(_split_batch(first)[0][:1].to(dev))
+        runner = int8_of(runner, _int8_calibration(preprocess), example)
     if runner is not None:
         channels_last = False  # the engine has its own layout
     forward: Callable[[Tensor], Tensor] | None = (
