@@ -133,3 +133,5 @@ def test_torchrun_two_cpu_processes_build_the_single_process_index(
         "shard-00001-of-00002",
     ]
     _assert_same_index(tmp_path / "single.idx", tmp_path / "merged.idx")
+    # Each rank logged to its own file in the shared run folder.
+    assert {"log.txt", "log.rank1.txt"} <= {p.name for p in (tmp_path / "run").iterdir()}

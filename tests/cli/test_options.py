@@ -160,3 +160,32 @@ def test_an_index_built_at_scales_is_searched_at_them(
                  *scales, "--log-level", "warning"]) == 0  # fmt: skip
     [pred] = json.loads(capsys.readouterr().out)
     assert pred["matches"][0]["similarity"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_launcher_rank_reads_torchrun_variables() -> None:
+    from vgloc.cli.options import launcher_rank
+
+    assert launcher_rank({}) == 0
+    assert launcher_rank({"RANK": "3", "WORLD_SIZE": "4"}) == 3
+    assert launcher_rank({"RANK": "0", "WORLD_SIZE": "1"}) == 0
+    assert launcher_rank({"RANK": "x", "WORLD_SIZE": "2"}) == 0
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_under_torchrun_only_rank_0_makes_a_default_run_folder(
+    rank: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vgloc.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    merge = ["index", "merge", "--shard-dir", str(tmp_path / "none"), "--out", str(tmp_path / "m.idx")]
+    assert main(merge) != 0  # (no shards: fails at once, after logging is set up)
+    folders = list((tmp_path / "runs").glob("*-index")) if (tmp_path / "runs").exists() else []
+    assert len(folders) == (1 if rank == 0 else 0)
+    # With --run-dir every rank logs there, each to its own file.
+    assert main([*merge, "--run-dir", str(tmp_path / "run")]) != 0
+    expected = "log.txt" if rank == 0 else "log.rank1.txt"
+    assert [p.name for p in (tmp_path / "run").iterdir()] == [expected]
+    assert "ERROR vgloc: no shard directory at" in (tmp_path / "run" / expected).read_text()

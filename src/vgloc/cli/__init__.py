@@ -26,6 +26,7 @@ from vgloc._version import __version__
 from vgloc.cli.command import EXIT_ERROR, EXIT_USAGE, Command, SuggestingArgumentParser
 from vgloc.cli.options import (
     default_run_dir,
+    launcher_rank,
     parse_image_size,
     parse_int_list,
     positive_float,
@@ -118,10 +119,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # getattr: a command that skips the runtime options still runs (console logging at
     # info, no run folder unless it writes results).
     run_dir = getattr(args, "run_dir", None)
+    log_dir = run_dir
+    rank = launcher_rank()
     if run_dir is None and getattr(args, "writes_results", False):
         run_dir = default_run_dir(args.command)
+        # Under torchrun the ranks start at different seconds, so their default folders
+        # differ: only rank 0 makes one (the others log to the console).
+        log_dir = run_dir if rank == 0 else None
     args.run_dir = run_dir
-    handlers = setup_logging(getattr(args, "log_level", "info"), run_dir)
+    handlers = setup_logging(getattr(args, "log_level", "info"), log_dir, rank)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

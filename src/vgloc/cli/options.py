@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -358,11 +360,22 @@ def add_rerank_options(p: argparse.ArgumentParser, evaluation: bool = False) -> 
 # --------------------------------------------------------------------------- logging
 
 
-def setup_logging(level: str, run_dir: Path | None) -> list[logging.Handler]:
+def launcher_rank(env: Mapping[str, str] | None = None) -> int:
+    """This process's rank under ``torchrun`` (its ``RANK`` when ``WORLD_SIZE`` > 1), else 0."""
+    env = os.environ if env is None else env
+    try:
+        return int(env["RANK"]) if int(env.get("WORLD_SIZE", "1")) > 1 else 0
+    except (KeyError, ValueError):
+        return 0
+
+
+def setup_logging(level: str, run_dir: Path | None, rank: int = 0) -> list[logging.Handler]:
     """Console logging at ``level``; a debug log file in ``run_dir`` when given.
 
     Configured here (the CLI entry point), never at import, so library users keep
-    control of logging. Returns the handlers so :func:`main` can remove them again.
+    control of logging. Under ``torchrun`` each rank other than 0 writes its own file
+    (``log.rank<R>.txt``), so the processes' lines never interleave in one file.
+    Returns the handlers so :func:`main` can remove them again.
     """
     root = logging.getLogger("vgloc")
     root.setLevel(logging.DEBUG)
@@ -372,7 +385,7 @@ def setup_logging(level: str, run_dir: Path | None) -> list[logging.Handler]:
     root.addHandler(console)
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(run_dir / "log.txt")
+        fh = logging.FileHandler(run_dir / ("log.txt" if rank == 0 else f"log.rank{rank}.txt"))
         fh.setLevel(logging.DEBUG)
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(fh)
