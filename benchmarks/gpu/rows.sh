@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Issue 10's GPU rows in ONE device call (about 8 minutes on an H200 + 16 cores).
+# Issue 10's GPU rows, and the GPU paths' tests, in ONE device call (about 7 minutes
+# expected on an H200 + 16 cores; the steps' limits add up to 11).
 #
 # Here first:   bash benchmarks/gpu/prepare.sh          (wheels -> .whl, CosPlace -> .anchors)
 # Then, through the device tool:
@@ -57,7 +58,7 @@ step extract 120 python3 benchmarks/bench_extract.py --model resnet18+gem+fc512 
 # 2. vgloc eval against CosPlace's own evaluation, whole processes, the same JPEGs and weights
 #    (the small city's test split at 480x640: 692 images; generated here on 16 cores),
 #    defaults vs more decoding workers vs nvJPEG decoding vs the exact fp32 path.
-step vs_reference 330 python3 benchmarks/bench_vs_reference.py --device "$DEVICE" --city "$CITY" \
+step vs_reference 300 python3 benchmarks/bench_vs_reference.py --device "$DEVICE" --city "$CITY" \
     --anchors .anchors/cosplace --work "$WORK/vs_reference" --repeats "$REPEATS" \
     --variant "nvjpeg=--decode device" --variant "fp32=--precision fp32" \
     --out "$OUT/gpu_vs_reference.json"
@@ -65,4 +66,7 @@ step vs_reference 330 python3 benchmarks/bench_vs_reference.py --device "$DEVICE
 # 3. A CosPlace training step against CosPlace's train.py (ResNet-18, 224 px, batch 32).
 step train 150 python3 benchmarks/bench_train_vs_reference.py --device "$DEVICE" --anchors .anchors/cosplace \
     --city "$TRAIN_CITY" --work "$WORK/train" "${STEPS[@]}" --repeats 1 --out "$OUT/gpu_train_vs_reference.json"
+# 4. The GPU paths' results against fp32 / the CPU (tests/gpu: precisions, channels-last,
+#    device decoding, exact search, a training step on the device).
+step tests 90 env VGLOC_TEST_DEVICE="$DEVICE" python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/gpu
 ls -la "$OUT"
