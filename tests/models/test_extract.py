@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -233,3 +235,41 @@ def test_onnxruntime_engine_gives_the_torch_descriptors(spec: str) -> None:
 def test_unknown_engine_is_refused(model: torch.nn.Module) -> None:
     with pytest.raises(ValueError, match="engine"):
         extract_descriptors(model, _Images(2), progress=False, engine="tensorrt")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_workers_start_under_the_start_methods_of_newer_pythons(method: str, tmp_path: Path) -> None:
+    """Python 3.14 starts DataLoader workers with forkserver by default (macOS: spawn), which
+    pickles the dataset and collate function: the workers must give the in-process rows."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(tmp_path / f"{i}.jpg")
+    script = f"""
+import multiprocessing as mp, sys
+import numpy as np, torch
+if __name__ == "__main__":
+    mp.set_start_method({method!r}, force=True)
+    from pathlib import Path
+    from vgloc.describers import ExtractionOptions
+    from vgloc.describers.net import NetDescriber
+    torch.manual_seed(0)
+    describer = NetDescriber.from_spec("tiny+gem")
+    photos = sorted(Path({str(tmp_path)!r}).glob("*.jpg"))
+    common = dict(image_size=(48, 64), batch_size=2, progress=False)
+    inline = describer.describe(photos, ExtractionOptions(num_workers=0, **common))
+    workers = describer.describe(photos, ExtractionOptions(num_workers=2, **common))
+    assert mp.get_start_method() == {method!r}
+    np.testing.assert_allclose(workers, inline, atol=1e-6)
+    print("ok")
+"""
+    (tmp_path / "run.py").write_text(script)
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "run.py")], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
