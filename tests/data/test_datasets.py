@@ -147,6 +147,31 @@ def test_draft_respects_exif_orientation(tmp_path: Path) -> None:
     assert image.shape == (3, 16, 8)
 
 
+def test_encoded_bytes_are_sized_from_the_header_and_drafted_like_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vgloc.data import images
+    from vgloc.data.datasets import DecodedImageDataset, image_size
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = write_image(tmp_path / "phone.jpg", size=(640, 320), exif=exif.tobytes())
+    data = path.read_bytes()
+    # The size of an upload comes from its header, as a file's does: nothing is decoded.
+    monkeypatch.setattr(images, "open_image_input", lambda *a, **k: pytest.fail("decoded for its size"))
+    assert image_size(data) == image_size(path) == (640, 320)
+    monkeypatch.undo()
+    drafted = []
+    real_draft = images._draft
+    monkeypatch.setattr(images, "_draft", lambda im, *a: drafted.append(im.size) or real_draft(im, *a))
+    from_bytes, _ = DecodedImageDataset([data], (80, 40), draft=True)[0]
+    from_file, _ = DecodedImageDataset([path], (80, 40), draft=True)[0]
+    assert drafted == [(640, 320), (640, 320)]  # both decoded at a reduced scale
+    torch.testing.assert_close(from_bytes, from_file)  # (same pixels, upright)
+    full, _ = DecodedImageDataset([data], (80, 40), draft=False)[0]
+    assert len(drafted) == 2 and full.shape == from_bytes.shape
+
+
 def test_decoded_dataset_names_the_bad_file(tmp_path: Path) -> None:
     from vgloc.data.datasets import DecodedImageDataset
 

@@ -164,13 +164,16 @@ class DecodedImageDataset(Dataset[tuple[torch.Tensor, int]]):
         from vgloc.data.transforms import resize_image
 
         item = self.paths[index]
+        # Files and encoded bytes (e.g. an HTTP upload) can be decoded at a reduced scale.
+        draft_size = None
+        if self.draft and self.resize is not None and isinstance(item, (Path, bytes, bytearray)):
+            draft_size = self.output_size(index)
         if isinstance(item, Path):
-            draft_size = None
-            if self.draft and self.resize is not None:
-                draft_size = self.output_size(index)
             image = load_image(item, exif_transpose=self.exif_transpose, draft_size=draft_size)
         else:
-            image = open_image_input(item, exif_transpose=self.exif_transpose, name=f"image #{index}")
+            image = open_image_input(
+                item, exif_transpose=self.exif_transpose, name=f"image #{index}", draft_size=draft_size
+            )
         image = resize_image(image, self.resize)
         array = np.asarray(image, dtype=np.uint8)
         return torch.from_numpy(array.copy()).permute(2, 0, 1), index

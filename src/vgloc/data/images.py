@@ -78,20 +78,22 @@ def _draft(im: Image.Image, size: tuple[int, int], exif_transpose: bool) -> None
 
 
 def image_size(item: Any, *, exif_transpose: bool = True, name: str = "image") -> tuple[int, int]:
-    """The (H, W) an image input decodes to, from the file header when it is a path.
+    """The (H, W) an image input decodes to, from the header when it is a file or encoded bytes.
 
     Raises:
         DataError: naming the file when its header cannot be read.
     """
-    if isinstance(item, Path) or is_path_input(item):
+    encoded = isinstance(item, (bytes, bytearray))
+    if isinstance(item, Path) or is_path_input(item) or encoded:
         try:
-            with Image.open(item) as im:
+            with Image.open(io.BytesIO(item) if encoded else item) as im:
                 w, h = im.size
                 if exif_transpose and _orientation(im) in _SWAPPING_ORIENTATIONS:
                     w, h = h, w
                 return h, w
         except (OSError, SyntaxError, ValueError) as exc:
-            raise DataError(f"{os.fspath(item)}: cannot read image ({type(exc).__name__}: {exc})") from exc
+            what = name if encoded else os.fspath(item)
+            raise DataError(f"{what}: cannot read image ({type(exc).__name__}: {exc})") from exc
     if isinstance(item, np.ndarray):
         return int(item.shape[0]), int(item.shape[1])
     if isinstance(item, Image.Image):
@@ -116,7 +118,13 @@ def describe_input(item: object, position: int) -> str:
     return f"<{type(item).__name__} #{position}>"
 
 
-def open_image_input(item: object, *, exif_transpose: bool = True, name: str = "image") -> Image.Image:
+def open_image_input(
+    item: object,
+    *,
+    exif_transpose: bool = True,
+    name: str = "image",
+    draft_size: tuple[int, int] | None = None,
+) -> Image.Image:
     """Decode one :data:`ImageInput` into an RGB PIL image.
 
     Args:
@@ -124,6 +132,8 @@ def open_image_input(item: object, *, exif_transpose: bool = True, name: str = "
             (uint8, or float in [0, 1]) or encoded bytes (JPEG, PNG, ...).
         exif_transpose: apply the EXIF orientation of files and encoded bytes.
         name: a label for error messages.
+        draft_size: as :func:`load_image`'s, for files and encoded bytes (a JPEG at least
+            twice that size is decoded at a reduced scale); None decodes at full size.
 
     Returns:
         The RGB image.
@@ -132,7 +142,7 @@ def open_image_input(item: object, *, exif_transpose: bool = True, name: str = "
         DataError: the input cannot be decoded, or is of an unsupported kind.
     """
     if is_path_input(item):
-        return load_image(Path(item), exif_transpose=exif_transpose)  # type: ignore[arg-type]
+        return load_image(Path(item), exif_transpose=exif_transpose, draft_size=draft_size)  # type: ignore[arg-type]
     if isinstance(item, Image.Image):
         return item.convert("RGB")
     if isinstance(item, np.ndarray):
@@ -140,6 +150,8 @@ def open_image_input(item: object, *, exif_transpose: bool = True, name: str = "
     if isinstance(item, (bytes, bytearray)):
         try:
             with Image.open(io.BytesIO(item)) as im:
+                if draft_size is not None and im.format == "JPEG":
+                    _draft(im, draft_size, exif_transpose)
                 im.load()
                 out = ImageOps.exif_transpose(im) if exif_transpose else im
                 return out.convert("RGB")
