@@ -5,7 +5,11 @@ decoding workers ship them: JPEG decoding is excluded, the host-to-device copy a
 normalisation are not), for each image size and precision asked for, the cosine between
 the fast-path and fp32 descriptors, and the network alone on the same batches already
 on the device (``--network``: autocast and channels-last as the path uses them), so the
-ratio says how much of the network's own throughput the path keeps.
+ratio says how much of the network's own throughput the path keeps. ``--workers 0``
+(default, as the rows recorded so far) loads the batches in the main process;
+``--workers auto`` uses DataLoader workers as ``vgloc eval`` does (every core but one on a
+GPU machine), which stack each batch in shared memory while the main process runs the
+network.
 
     python benchmarks/bench_extract.py --model resnet18+gem --sizes 224x224,480x640 \
         --precisions fp32,bf16 --images 64 --out benchmarks/results/extract.json
@@ -82,12 +86,16 @@ def main() -> None:
         "--engine", default="auto", help="auto (vgloc's default: ONNX Runtime on CPU), torch, onnxruntime"
     )
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument(
+        "--workers", default="0", help="DataLoader workers: a number, or auto (vgloc's automatic count)"
+    )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument(
         "--network", action="store_true", help="also time the network alone on device-resident batches"
     )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    workers = None if args.workers == "auto" else int(args.workers)
 
     torch.manual_seed(0)
     model = create_model(args.model, pretrained=False).eval()
@@ -125,6 +133,7 @@ def main() -> None:
                 channels_last=channels_last,
                 progress=False,
                 engine=args.engine,
+                num_workers=workers,
             )
             seconds = time.perf_counter() - t0
             if reference is None:
@@ -141,6 +150,7 @@ def main() -> None:
                     "channels_last": channels_last,
                     "engine": args.engine,
                     "batch_size": args.batch_size,
+                    "workers": args.workers,
                     "images_per_s": round(args.images / seconds, 2),
                     "network_images_per_s": None if network is None else round(network, 2),
                     "share_of_network": None

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 10's GPU rows, and the GPU paths' tests, in ONE device call (about 7 minutes
-# expected on an H200 + 16 cores; the steps' limits add up to 11).
+# expected on an H200 + 16 cores; the steps' limits add up to 12).
 #
 # Here first:   bash benchmarks/gpu/prepare.sh          (wheels -> .whl, CosPlace -> .anchors)
 # Then, through the device tool:
@@ -52,8 +52,11 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.log
 }
 
 # 1. The network alone vs vgloc's extraction path (inputs in memory), fp32 and fp16.
-step extract 120 python3 benchmarks/bench_extract.py --model resnet18+gem+fc512 --device "$DEVICE" \
+#    Batches from the main process, then from DataLoader workers as `vgloc eval` loads them.
+step extract 90 python3 benchmarks/bench_extract.py --model resnet18+gem+fc512 --device "$DEVICE" \
     --sizes 480x640 "${EXTRACT[@]}" --network --out "$OUT/gpu_extract.json"
+step extract_workers 90 python3 benchmarks/bench_extract.py --model resnet18+gem+fc512 --device "$DEVICE" \
+    --sizes 480x640 "${EXTRACT[@]}" --workers auto --out "$OUT/gpu_extract_workers.json"
 
 # 2. vgloc eval against CosPlace's own evaluation, whole processes, the same JPEGs and weights
 #    (a test split of 4,592 images at 480x640, about the issue's 4,658: `--city wide-test`,
