@@ -71,7 +71,8 @@ def test_channels_last_fp32_gives_the_fp32_descriptors(photos: list[Path]) -> No
     describer = NetDescriber.from_spec("resnet18+gem+fc64")
     plain = describer.describe(photos, ExtractionOptions(precision="fp32", channels_last=False, **COMMON))
     nhwc = describer.describe(photos, ExtractionOptions(precision="fp32", channels_last=True, **COMMON))
-    assert _cosines(plain, nhwc).min() >= 0.9999
+    # (cuDNN may run fp32 convolutions in TF32, PyTorch's default, with other algorithms per layout.)
+    assert _cosines(plain, nhwc).min() >= (0.999 if ON_CUDA else 0.9999)
 
 
 def test_decoding_on_the_device_keeps_the_descriptors(photos: list[Path]) -> None:
