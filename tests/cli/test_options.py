@@ -189,3 +189,12 @@ def test_under_torchrun_only_rank_0_makes_a_default_run_folder(
     expected = "log.txt" if rank == 0 else "log.rank1.txt"
     assert [p.name for p in (tmp_path / "run").iterdir()] == [expected]
     assert "ERROR vgloc: no shard directory at" in (tmp_path / "run" / expected).read_text()
+
+
+@pytest.mark.parametrize("argv", [*SCALE_COMMANDS[:3], ["demo"]], ids=lambda a: " ".join(a[:2]))
+def test_jpeg_draft_reaches_the_extraction_options(argv: list[str]) -> None:
+    from vgloc.cli.options import extraction_options
+
+    drafted = build_parser().parse_args([*argv, "--jpeg-draft"])
+    assert extraction_options(drafted).jpeg_draft is True
+    assert extraction_options(build_parser().parse_args(argv)).jpeg_draft is False

@@ -241,6 +241,13 @@ def add_extraction_options(
         help="where JPEGs are decoded: cpu (Pillow in the workers, default) or device (nvJPEG on the "
         "GPU, resized there; needs vgloc[nvjpeg]; for GPUs with few CPU cores to feed them)",
     )
+    g.add_argument(
+        "--jpeg-draft",
+        action="store_true",
+        help="decode JPEGs at 1/2, 1/4 or 1/8 scale when the image size is at most half the file's "
+        "(libjpeg's DCT scaling: much faster for phone photos; descriptors within cosine 0.999 of a "
+        "full decode, not identical, so off by default)",
+    )
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
     add_scale_options(g)
 
@@ -302,6 +309,7 @@ def extraction_options(
         scales=args.scales,
         scale_fusion=args.scale_fusion,
         decode=getattr(args, "decode", "cpu"),
+        jpeg_draft=bool(getattr(args, "jpeg_draft", False)),
         progress=not args.no_progress,
     )
 

@@ -1,0 +1,85 @@
+"""Decoding a large JPEG for a 480x640 network input, in full and at reduced scale (``--jpeg-draft``).
+
+Phone photos are 12 MP or more; the network sees 480x640. Pillow's ``draft`` lets libjpeg
+decode at 1/2, 1/4 or 1/8 scale (DCT scaling) before the usual resize. The photos are the
+real ones in ``../shared/data/lund-exif-gps`` (1024x768), upscaled to ``--side`` px wide
+and saved as JPEG (quality 92), so the content is real and the size a phone's. Reported:
+seconds per image to decode + resize, each way (median of ``--repeats`` passes), and the
+mean absolute pixel difference of the two results.
+
+    python benchmarks/bench_jpeg_draft.py --out benchmarks/results/jpeg_draft.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _machine import command_line, machine_info, write_results  # benchmarks/ is on sys.path
+from PIL import Image
+
+from vgloc.data.datasets import DecodedImageDataset
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--photos", type=Path, default=HERE.parent.parent / "shared" / "data" / "lund-exif-gps")
+    ap.add_argument("--side", type=int, default=4032, help="width of the upscaled photos (px)")
+    ap.add_argument("--images", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+
+    sources = sorted(args.photos.glob("*.jpg"))[: args.images]
+    if not sources:
+        raise SystemExit(f"no photos in {args.photos}")
+    with tempfile.TemporaryDirectory() as tmp:
+        big = []
+        for src in sources:
+            im = Image.open(src).convert("RGB")
+            size = (args.side, round(args.side * im.height / im.width))
+            path = Path(tmp) / src.name
+            im.resize(size, Image.Resampling.BICUBIC).save(path, quality=92)
+            big.append(path)
+        full = DecodedImageDataset(big, (480, 640), draft=False)
+        draft = DecodedImageDataset(big, (480, 640), draft=True)
+
+        def per_image(ds: DecodedImageDataset) -> float:
+            t0 = time.perf_counter()
+            for i in range(len(ds)):
+                ds[i]
+            return (time.perf_counter() - t0) / len(ds)
+
+        t_full, t_draft = [], []
+        for _ in range(args.repeats):  # alternating, so both see the same load
+            t_full.append(per_image(full))
+            t_draft.append(per_image(draft))
+        diff = float(
+            np.mean([(full[i][0].float() - draft[i][0].float()).abs().mean().item() for i in range(len(big))])
+        )
+        file_size = Image.open(big[0]).size
+    a, b = statistics.median(t_full), statistics.median(t_draft)
+    print(f"{len(big)} photos of {file_size[0]}x{file_size[1]} -> 480x640")
+    print(f"full decode + resize : {a * 1000:7.1f} ms/image")
+    print(f"draft decode + resize: {b * 1000:7.1f} ms/image  ({a / b:.1f}x)")
+    print(f"mean |pixel difference|: {diff:.2f} of 255")
+    write_results(
+        args.out,
+        command=command_line(),
+        machine=machine_info(),
+        file_size=list(file_size),
+        full_ms=round(a * 1000, 2),
+        draft_ms=round(b * 1000, 2),
+        speedup=round(a / b, 2),
+        mean_abs_pixel_difference=round(diff, 3),
+    )
+
+
+if __name__ == "__main__":
+    main()
