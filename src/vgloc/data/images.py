@@ -46,15 +46,22 @@ def load_image(
     Raises:
         DataError: naming the file when it cannot be opened or decoded.
     """
+    return _decode(path, exif_transpose, draft_size, f"{os.fspath(path)}: cannot read image")
+
+
+def _decode(
+    source: Any, exif_transpose: bool, draft_size: tuple[int, int] | None, failure: str
+) -> Image.Image:
+    """Decode a file or file object to RGB (drafted, oriented); ``failure`` starts the error."""
     try:
-        with Image.open(path) as im:
+        with Image.open(source) as im:
             if draft_size is not None and im.format == "JPEG":
                 _draft(im, draft_size, exif_transpose)
             im.load()
             out = ImageOps.exif_transpose(im) if exif_transpose else im
             return out.convert("RGB")
     except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{os.fspath(path)}: cannot read image ({type(exc).__name__}: {exc})") from exc
+        raise DataError(f"{failure} ({type(exc).__name__}: {exc})") from exc
 
 
 # EXIF orientations that swap width and height (transpose, rotate 90/270, transverse).
@@ -148,15 +155,7 @@ def open_image_input(
     if isinstance(item, np.ndarray):
         return _array_to_image(item, name)
     if isinstance(item, (bytes, bytearray)):
-        try:
-            with Image.open(io.BytesIO(item)) as im:
-                if draft_size is not None and im.format == "JPEG":
-                    _draft(im, draft_size, exif_transpose)
-                im.load()
-                out = ImageOps.exif_transpose(im) if exif_transpose else im
-                return out.convert("RGB")
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise DataError(f"{name}: cannot decode image bytes ({type(exc).__name__}: {exc})") from exc
+        return _decode(io.BytesIO(item), exif_transpose, draft_size, f"{name}: cannot decode image bytes")
     raise DataError(
         f"{name}: unsupported image input {type(item).__name__}; pass a path, a PIL image, "
         "a numpy array (H, W, 3) or encoded image bytes"

@@ -377,7 +377,7 @@ def int8_of(fp32: OnnxRuntimeEngine, calibration: Calibration, example: Tensor) 
     if key in forms:
         return forms[key]
     try:
-        quantized = _int8_engine(fp32, calibration)
+        quantized = _int8_engine(fp32, calibration, key)
         with torch.no_grad():
             probe = example[:1].float()
             cos = _min_cosine(fp32(probe), quantized(probe))
@@ -399,7 +399,7 @@ def _min_cosine(a: Tensor, b: Tensor) -> float:
     )
 
 
-def _int8_engine(fp32: OnnxRuntimeEngine, calibration: Calibration) -> OnnxRuntimeEngine:
+def _int8_engine(fp32: OnnxRuntimeEngine, calibration: Calibration, key: str) -> OnnxRuntimeEngine:
     """The int8 engine of a verified fp32 engine: quantised once per export and cached on disk.
 
     A new quantisation is checked on its own calibration images (every descriptor within
@@ -411,8 +411,9 @@ def _int8_engine(fp32: OnnxRuntimeEngine, calibration: Calibration) -> OnnxRunti
 
     hw = fp32.fixed_hw or CALIBRATION_HW
     reduce_range = not cpu_has_int8_dot()
-    # (The key needs no rendering: the views are rendered only to quantise.)
-    path = quantized_path(fp32.cache_path, calibration.key(hw), reduce_range)
+    # (``key`` is ``calibration.key(hw)``, computed once by the caller; the views are
+    # rendered only to quantise.)
+    path = quantized_path(fp32.cache_path, key, reduce_range)
     if path.is_file():
         return OnnxRuntimeEngine.from_graph(path, "int8", fp32.fixed_hw, fp32.cores)
     views = calibration.batch(hw)

@@ -337,25 +337,27 @@ def extract_descriptors(
     if decode_batch is not None:
         batch_iter = map(decode_batch, batch_iter)
     first = next(batch_iter, None)
-    if first is not None and runner is None:
+    # A given fp32 engine (a deferred model's export, vgloc.describers.net) still needs its
+    # int8 form when int8 is asked for.
+    quantize_runner = precision == "int8" and getattr(runner, "precision", None) == "fp32"
+    if first is not None and (runner is None or quantize_runner):
         # The engine is chosen (and checked against torch) on the first batch's size.
-        assert model is not None  # (checked above: no runner means a model)
         example = preprocess(_split_batch(first)[0][:1].to(dev))
-        was_training = model.training
-        try:
-            # An "auto" engine is part of the automatic fast path: an explicit precision
-            # ("fp32") asks for the plain torch reference path.
-            chosen = engine if (engine != "auto" or precision in ("auto", "int8")) else "torch"
-            calibration = _int8_calibration(preprocess) if precision == "int8" else None
-            runner = select_engine(model.eval(), chosen, dev, amp, example, int8_calibration=calibration)
-        finally:
-            model.train(was_training)
-    elif first is not None and precision == "int8" and getattr(runner, "precision", None) == "fp32":
-        # A given fp32 export (a deferred model's, vgloc.describers.net) quantised as above.
-        from vgloc.models.engines import int8_of
+        if runner is not None:  # (quantize_runner: precision is int8)
+            from vgloc.models.engines import int8_of
 
-        example = preprocess(_split_batch(first)[0][:1].to(dev))
-        runner = int8_of(runner, _int8_calibration(preprocess), example)
+            runner = int8_of(runner, _int8_calibration(preprocess), example)
+        else:
+            assert model is not None  # (checked above: no runner means a model)
+            was_training = model.training
+            try:
+                # An "auto" engine is part of the automatic fast path: an explicit precision
+                # ("fp32") asks for the plain torch reference path.
+                chosen = engine if (engine != "auto" or precision in ("auto", "int8")) else "torch"
+                calibration = _int8_calibration(preprocess) if precision == "int8" else None
+                runner = select_engine(model.eval(), chosen, dev, amp, example, int8_calibration=calibration)
+            finally:
+                model.train(was_training)
     if runner is not None:
         channels_last = False  # the engine has its own layout
     forward: Callable[[Tensor], Tensor] | None = (
