@@ -23,12 +23,28 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+# The CPU features that decide vgloc's fast paths (bf16 native or emulated, int8 VNNI).
+_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_flags() -> list[str]:
+    """Which of the fast-path CPU features (AVX2, AVX-512, VNNI, BF16, AMX) this CPU reports."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    line = next((x for x in text.splitlines() if x.startswith("flags")), "")
+    have = set(line.split(":", 1)[-1].split())
+    return [f for f in _FLAGS_OF_INTEREST if f in have]
+
+
 def machine_info() -> dict[str, Any]:
-    """CPU, core count, torch threads, GPU, torch and Python versions, load average."""
+    """CPU and its fast-path flags, core count, torch threads, GPU, torch and Python versions, load."""
     import torch
 
     return {
         "cpu": cpu_name(),
+        "cpu_flags": cpu_flags(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -41,7 +57,9 @@ def machine_info() -> dict[str, Any]:
 def describe_machine(machine: dict[str, Any]) -> str:
     """One Markdown line naming the machine of :func:`machine_info`."""
     return (
-        f"Machine: {machine['cpu']} ({machine['cpu_count']} CPUs, {machine['torch_threads']} torch threads)"
+        f"Machine: {machine['cpu']} ({machine['cpu_count']} CPUs, {machine['torch_threads']} torch threads"
+        + (f"; {' '.join(machine['cpu_flags'])}" if machine.get("cpu_flags") else "")
+        + ")"
         + (f", {machine['gpu']}" if machine["gpu"] else "")
         + f", torch {machine['torch']}"
         + (f", load average {machine['load_average'][0]:.2f}" if machine["load_average"] else "")

@@ -195,6 +195,7 @@ def test_under_torchrun_only_rank_0_makes_a_default_run_folder(
 def test_jpeg_draft_reaches_the_extraction_options(argv: list[str]) -> None:
     from vgloc.cli.options import extraction_options
 
-    drafted = build_parser().parse_args([*argv, "--jpeg-draft"])
-    assert extraction_options(drafted).jpeg_draft is True
-    assert extraction_options(build_parser().parse_args(argv)).jpeg_draft is False
+    full = build_parser().parse_args([*argv, "--no-jpeg-draft"])
+    assert extraction_options(full).jpeg_draft is False
+    assert extraction_options(build_parser().parse_args(argv)).jpeg_draft is True  # the default
+    assert extraction_options(build_parser().parse_args([*argv, "--jpeg-draft"])).jpeg_draft is True

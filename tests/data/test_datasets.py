@@ -132,8 +132,33 @@ def test_draft_decoding_stays_close_to_a_full_decode(tmp_path: Path) -> None:
     draft, _ = DecodedImageDataset([path], (120, 160), draft=True)[0]
     assert draft.shape == full.shape == (3, 120, 160)
     a, b = (NormalizeUint8()(t[None].float().to(torch.uint8)).flatten() for t in (full, draft))
-    assert torch.nn.functional.cosine_similarity(a, b, dim=0) > 0.999
-    assert (full.float() - draft.float()).abs().mean() < 3.0
+    # Drafted no lower than twice the target, the resize still antialiases the last step:
+    # within about a third of a level of the full decode (straight to 120x160 it was 1.1).
+    assert torch.nn.functional.cosine_similarity(a, b, dim=0) > 0.9999
+    assert (full.float() - draft.float()).abs().mean() < 0.6
+
+
+@pytest.mark.parametrize(
+    ("target", "decoded"),
+    [
+        ((120, 160), (320, 240)),
+        ((60, 80), (160, 120)),
+        ((40, 50), (160, 120)),
+        ((30, 40), (80, 60)),
+        ((121, 160), (640, 480)),
+    ],
+)
+def test_draft_never_decodes_below_twice_the_target(
+    tmp_path: Path, target: tuple[int, int], decoded: tuple[int, int]
+) -> None:
+    from vgloc.data import images
+
+    path = _photo(tmp_path / "big.jpg", (640, 480))
+    with Image.open(path) as im:
+        images._draft(im, target, True)
+        # libjpeg scales by 1/2, 1/4 or 1/8 only: the smallest of those that keeps (W, H) at
+        # least twice the target's, and none (full size) for a file under four times it.
+        assert im.size == decoded
 
 
 def test_draft_respects_exif_orientation(tmp_path: Path) -> None:

@@ -127,9 +127,9 @@ class DecodedImageDataset(Dataset[tuple[torch.Tensor, int]]):
     Args:
         paths: image files or in-memory images, as for :class:`ImageDataset`.
         resize: ``(H, W)``, an int shorter side, or None (each image's own size).
-        draft: let libjpeg decode JPEGs at a reduced scale when ``resize`` is at most
-            half the file's size (see :func:`load_image`); the descriptors stay within
-            cosine 0.999 of a full decode (tested) but are not bit-identical (off by default).
+        draft: let libjpeg decode JPEGs at a reduced scale, never below twice ``resize``
+            (see :func:`load_image`), when the file is at least four times that size; the
+            pixels stay within about one level of a full decode's (tested), not identical.
         exif_transpose: see :func:`load_image`.
     """
 
