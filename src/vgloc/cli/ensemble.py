@@ -102,6 +102,7 @@ def locate_with_ensemble(args: argparse.Namespace, kde: Any) -> list[Any]:
         image_size=args.image_size if args.image_size is not None else "auto",  # auto: each index's own
         device=args.device,
         precision=args.precision,
+        jpeg_draft=args.jpeg_draft,
         scales=args.scales,
         scale_fusion=args.scale_fusion,
         progress=False,

@@ -12,6 +12,7 @@ from vgloc.cli.command import Command, register
 from vgloc.cli.crossview import is_aerial_index, print_locations
 from vgloc.cli.ensemble import add_ensemble_options, ensemble_requested, locate_with_ensemble
 from vgloc.cli.options import (
+    add_jpeg_draft_option,
     add_option,
     add_precision_option,
     add_rerank_options,
@@ -71,6 +72,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="resize queries to H,W, or 'native' to keep full resolution (default: the index's image size)",
     )
     add_precision_option(p)
+    add_jpeg_draft_option(p)
     add_scale_options(p)
     add_rerank_options(p)
     add_rerank_speed_options(p)
@@ -95,7 +97,13 @@ def run(args: argparse.Namespace) -> int:
     kde = KDEParams(k=args.kde_k, m=args.kde_m, sigma_m=args.kde_sigma)
     options = None
     scaled = args.scales is not None or args.scale_fusion is not None  # checked against the index's
-    custom = args.image_size is not None or args.device != "cpu" or args.precision != "auto" or scaled
+    custom = (
+        args.image_size is not None
+        or args.device != "cpu"
+        or args.precision != "auto"
+        or scaled
+        or not args.jpeg_draft
+    )
     if custom and not ensemble:  # (an ensemble sets each model's options itself)
         from vgloc.index import GeoIndex
 
@@ -106,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
             image_size=size,
             device=args.device,
             precision=args.precision,
+            jpeg_draft=args.jpeg_draft,
             scales=args.scales,
             scale_fusion=args.scale_fusion,
             progress=False,
@@ -169,6 +178,7 @@ def _run_geocell(args: argparse.Namespace) -> int:
         image_size=args.image_size if args.image_size is not None else "auto",
         device=args.device,
         precision=args.precision,
+        jpeg_draft=args.jpeg_draft,
         progress=False,
     )
     pred = clf.predict(args.photos, **settings.predict_args(), options=options)
