@@ -29,6 +29,24 @@ from vgloc.data.datasets import DecodedImageDataset
 HERE = Path(__file__).resolve().parent
 
 
+def upscaled_photos(photos: Path, count: int, side: int, out: Path) -> list[Path]:
+    """The first ``count`` JPEGs of ``photos`` upscaled to ``side`` px wide (bicubic, quality
+    92) into ``out``, keeping their EXIF (GPS, orientation): real content at a phone's size."""
+    sources = sorted(photos.glob("*.jpg"))[:count]
+    if not sources:
+        raise SystemExit(f"no photos in {photos}")
+    big = []
+    for src in sources:
+        with Image.open(src) as original:
+            exif = original.info.get("exif", b"")
+            im = original.convert("RGB")
+        size = (side, round(side * im.height / im.width))
+        path = out / src.name
+        im.resize(size, Image.Resampling.BICUBIC).save(path, quality=92, exif=exif)
+        big.append(path)
+    return big
+
+
 def add_margin_option(ap: argparse.ArgumentParser) -> None:
     """``--margin N``: draft never below N times the target size (vgloc's ``DRAFT_MARGIN``)."""
     ap.add_argument(
@@ -57,17 +75,8 @@ def main() -> None:
     args = ap.parse_args()
     apply_margin(args)
 
-    sources = sorted(args.photos.glob("*.jpg"))[: args.images]
-    if not sources:
-        raise SystemExit(f"no photos in {args.photos}")
     with tempfile.TemporaryDirectory() as tmp:
-        big = []
-        for src in sources:
-            im = Image.open(src).convert("RGB")
-            size = (args.side, round(args.side * im.height / im.width))
-            path = Path(tmp) / src.name
-            im.resize(size, Image.Resampling.BICUBIC).save(path, quality=92)
-            big.append(path)
+        big = upscaled_photos(args.photos, args.images, args.side, Path(tmp))
         full = DecodedImageDataset(big, (480, 640), draft=False)
         draft = DecodedImageDataset(big, (480, 640), draft=True)
 

@@ -80,7 +80,7 @@ def _orientation(im: Image.Image) -> int:
 # resize that follows still does the last step. With a margin of 1 (draft straight down to
 # the target) a 72x96 network's descriptors of 480x640 files fell to cosine 0.97-0.986 of a
 # full decode's and single queries flipped; with 2 they agree to 0.9999 and a 12 MP photo
-# still decodes 2.5x faster (benchmarks/bench_jpeg_draft.py, bench_draft_recall.py).
+# still decodes 2.8x faster (benchmarks/bench_jpeg_draft.py, bench_draft_recall.py).
 DRAFT_MARGIN = 2
 
 

@@ -87,7 +87,7 @@ class ExtractionOptions:
             ``"torch"`` or ``"onnxruntime"`` (see :func:`vgloc.models.engines.select_engine`).
         jpeg_draft: decode JPEGs at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling), never
             below twice ``image_size``, when the file is at least four times that size
-            (default): 12 MP photos to 480x640 decode 2.5x faster, descriptors within
+            (default): 12 MP photos to 480x640 decode 2.8x faster, descriptors within
             cosine 0.9999 of a full decode's (``benchmarks/bench_draft_recall.py``). It
             never applies to the field's 480x640 benchmark images at 480x640. False
             decodes every file in full, the reference scripts' exact pixels.
