@@ -65,6 +65,45 @@ def test_defaults_match_the_plain_fp32_path(tmp_path: Path, describer: NetDescri
     assert _cos(out, ref) >= (0.999 if cpu_has_fast_bf16() else 0.9999)
 
 
+def test_default_draft_decoding_keeps_descriptors_and_rankings(
+    tmp_path: Path, describer: NetDescriber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Drafting (the default) against a full decode, on files 8x the network's input."""
+    from vgloc.data import images
+
+    # Six places, each seen twice (two overlapping 640x480 crops of one scene); each scene
+    # has its own colours and texture scale, which a random network's pooled features see.
+    rng = np.random.default_rng(1)
+    paths = []
+    for place in range(6):
+        cells = (8 + 6 * place, 11 + 8 * place)
+        texture = rng.uniform(0, 1, (*cells, 3)) * rng.uniform(40, 160, 3) + rng.uniform(0, 90, 3)
+        scene = Image.fromarray(texture.astype(np.uint8)).resize((700, 520), Image.BICUBIC)
+        for view, (x, y) in enumerate([(0, 0), (40, 30)]):
+            paths.append(tmp_path / f"{place}_{view}.jpg")
+            scene.crop((x, y, x + 640, y + 480)).save(paths[-1], quality=92)
+    decoded: list[tuple[int, int]] = []
+    real = images._draft
+
+    def spy(im: Image.Image, *args: object) -> None:
+        real(im, *args)  # type: ignore[arg-type]
+        decoded.append(im.size)
+
+    monkeypatch.setattr(images, "_draft", spy)
+    common = {"image_size": (60, 80), "progress": False, "num_workers": 0}
+    full = describer.describe(paths, ExtractionOptions(**common, jpeg_draft=False))  # type: ignore[arg-type]
+    assert decoded == []
+    drafted = describer.describe(paths, ExtractionOptions(**common))  # type: ignore[arg-type]
+    assert decoded == [(160, 120)] * 12  # 1/4 scale: twice the 60x80 input, not less
+    assert _cos(drafted, full) >= 0.999
+    # The same prediction: every view's nearest other image is the other view of its place.
+    pair = np.arange(12) ^ 1
+    for d in (full, drafted):
+        similarity = d @ d.T
+        np.fill_diagonal(similarity, -np.inf)
+        np.testing.assert_array_equal(similarity.argmax(1), pair)
+
+
 def test_workers_give_identical_descriptors(tmp_path: Path, describer: NetDescriber) -> None:
     paths = _photos(tmp_path, [(64, 48)] * 12)
     opts = {
