@@ -38,7 +38,7 @@ def main() -> None:
         type=Path,
         nargs="*",
         default=None,
-        help="model files (default: every study run's best_model.pt)",
+        help="model files (default: the first --models study runs' best_model.pt, by cache key)",
     )
     ap.add_argument("--models", type=int, default=6, help="at most this many of the default checkpoints")
     ap.add_argument("--city", default="medium")
